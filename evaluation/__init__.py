@@ -1,0 +1,2 @@
+"""Evaluation of explanations: sufficiency, FID under perturbation, ground-truth recovery, the benchmark
+and its report."""

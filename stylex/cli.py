@@ -1,0 +1,128 @@
+"""The `stylex` command: parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from stylex.config import Config, available_presets, load_config, save_config
+from stylex.errors import UserError
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="demo",
+                        help=f"preset name ({', '.join(available_presets())}) or path to a .json file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set classifier.epochs=3 (repeatable)")
+    parser.add_argument("--name", help="run name (default: the config's name); outputs go to RUNS/NAME/")
+    parser.add_argument("--runs-dir", default="runs", type=Path, help="folder holding run directories")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's, auto)")
+    parser.add_argument("--root", help="dataset folder (sets data.root)")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Config, Path]:
+    overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"name={args.name}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.root:
+        overrides.append(f"data.root={args.root}")
+    config = load_config(args.config, overrides)
+    return config, args.runs_dir / config.name
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from stylex.train_classifier import train_classifier
+
+    config, run_dir = _resolve(args)
+    save_config(config, run_dir)
+    train_classifier(config, run_dir, retrain=args.retrain)
+
+
+def cmd_eval_classifier(args: argparse.Namespace) -> None:
+    from stylex import classifier as classifiers
+    from stylex.data import build_dataset
+    from stylex.runtime import resolve_device
+    from stylex.train_classifier import evaluate, report
+
+    config, run_dir = _resolve(args)
+    path = Path(args.classifier) if args.classifier else run_dir / "classifier.pt"
+    device = resolve_device(config.device)
+    classes = args.classes.split(",") if args.classes else None
+    model = classifiers.load(path, map_location=device, classes=classes)
+    dataset = build_dataset(config.data, args.split)
+    report(model, {"test": evaluate(model, dataset, device)})
+
+
+def cmd_preview_data(args: argparse.Namespace) -> None:
+    from stylex.preview import save_class_grid
+
+    config, run_dir = _resolve(args)
+    out = Path(args.out) if args.out else run_dir / f"data_preview_{args.split}.png"
+    save_class_grid(config.data, args.split, out, per_class=args.per_class)
+    print(f"wrote {out}")
+
+
+def cmd_show_config(args: argparse.Namespace) -> None:
+    if args.list:
+        print("\n".join(available_presets()))
+        return
+    config, _ = _resolve(args)
+    print(config.to_json())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylex", description="Explain image classifiers with StylEx and evaluate the explanations.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train-classifier", help="train the classifier to be explained",
+                                description="Train MobileNetV2 / ResNet-18 on the configured data, evaluate it "
+                                "on the held-out split, save RUNS/NAME/classifier.pt.")
+    _add_config_options(train)
+    train.add_argument("--retrain", action="store_true", help="train again even if a matching classifier.pt exists")
+    train.set_defaults(handler=cmd_train_classifier)
+
+    evaluate = commands.add_parser("eval-classifier", help="accuracy and confusion matrix of a classifier",
+                                   description="Evaluate a suite classifier.pt or a TorchScript classifier.")
+    _add_config_options(evaluate)
+    evaluate.add_argument("--classifier", help="classifier file (default: RUNS/NAME/classifier.pt)")
+    evaluate.add_argument("--classes", help="class names for a TorchScript file without suite metadata (a,b,...)")
+    evaluate.add_argument("--split", default="test", choices=["train", "test"])
+    evaluate.set_defaults(handler=cmd_eval_classifier)
+
+    preview = commands.add_parser("preview-data", help="write a PNG grid of dataset images, one row per class")
+    _add_config_options(preview)
+    preview.add_argument("--split", default="train", choices=["train", "test"])
+    preview.add_argument("--per-class", type=int, default=8, help="images per class row")
+    preview.add_argument("--out", help="PNG path (default: RUNS/NAME/data_preview_SPLIT.png)")
+    preview.set_defaults(handler=cmd_preview_data)
+
+    show = commands.add_parser("show-config", help="print the resolved config (preset + --set overrides)")
+    _add_config_options(show)
+    show.add_argument("--list", action="store_true", help="list the available presets")
+    show.set_defaults(handler=cmd_show_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.handler(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Run configuration: nested dataclasses, JSON presets in `configs/`, `--set key=value` overrides.
+
+A preset names only what differs from the defaults below. The resolved configuration (every field)
+is written to `runs/<name>/config.json` and into every artifact a run produces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stylex.errors import UserError
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # shapes | shapes-multi | fashion-mnist | folder
+    root: str | None = None  # fashion-mnist IDX folder or the image-folder root
+    classes: list[str] | None = None  # class names to keep, in label order; None = all
+    resolution: int = 32  # images are resolution x resolution
+    channels: int | None = None  # None = the dataset's own (shapes 3, fashion-mnist 1, folder 3)
+    num_train: int = 10000  # shapes: images in the train split
+    num_test: int = 2000  # shapes: images in the test split
+    seed: int = 0  # shapes: generation seed; folder: hold-out split seed
+    download: bool = False  # fashion-mnist: allow torchvision to download when files are missing
+    skip_bad: bool = False  # folder: skip (and log) unreadable files instead of failing
+    test_fraction: float = 0.1  # folder without train/ and test/ subfolders: held-out share
+
+
+@dataclass
+class ClassifierConfig:
+    arch: str = "mobilenet_v2"  # mobilenet_v2 | resnet18
+    width: float = 1.0  # MobileNetV2 width multiplier
+    pretrained: bool = False  # ImageNet weights, only from the torch cache
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-3  # AdamW peak learning rate (one-cycle schedule)
+    weight_decay: float = 1e-4
+    hflip: bool = False  # random horizontal flips while training
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "demo"  # run directory name under the runs folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        return _build(cls, values, prefix="")
+
+
+def _build(kind: type, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise UserError(f"config section '{prefix.rstrip('.') or 'root'}' must be a JSON object")
+    hints = typing.get_type_hints(kind)
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(
+            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+            f"valid keys here: {', '.join(prefix + n for n in sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return kind(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    """Check `value` against the field's annotation; accept ints for floats and CSV for lists."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise UserError(f"config key {key} may not be null")
+    for option in options:
+        if typing.get_origin(option) is list:
+            items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+            if isinstance(items, list) and all(isinstance(v, str) for v in items):
+                return items
+        elif option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        elif option in (bool, int, str) and type(value) is option:
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise UserError(f"config key {key} must be {expected}, got {value!r}")
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in REPO_CONFIG_DIR.glob("*.json"))
+
+
+def _preset_path(preset: str) -> Path:
+    as_path = Path(preset)
+    if as_path.suffix == ".json" and as_path.is_file():
+        return as_path
+    for folder in (Path.cwd() / "configs", REPO_CONFIG_DIR):
+        candidate = folder / f"{preset}.json"
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"no config preset '{preset}'; available: {', '.join(available_presets()) or 'none'} "
+        "(or pass a path to a .json file)"
+    )
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`["data.seed=3", "classifier.arch=resnet18"]` -> nested dict; values parsed as JSON if they can be."""
+    nested: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value (e.g. classifier.epochs=3), got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: '{part}' is a value, not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(preset: str = "demo", overrides: list[str] | None = None) -> Config:
+    """Resolve a preset name (or .json path) plus `key=value` overrides into a `Config`."""
+    path = _preset_path(preset)
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"config file {path} is not valid JSON: {err}") from None
+    values.setdefault("name", path.stem)
+    return Config.from_dict(_merge(values, parse_overrides(overrides or [])))
+
+
+def save_config(config: Config, run_dir: Path) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(config.to_json() + "\n")
+    tmp.replace(path)
+    return path
