@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,11 +48,81 @@ class ClassifierConfig:
 
 
 @dataclass
+class StylexModelConfig:
+    """Sizes of the StylEx networks (G, E, D); the image size and channels come from the data."""
+
+    w_dim: int = 512
+    z_dim: int = 512
+    channel_base: int = 32768  # config-f: channels(res) = min(channel_base // res, channel_max)
+    channel_max: int = 512
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    """`stylex train`: StylEx (CST) or, with cst=false, the paper's "StylEx w/o classifier-specific training"."""
+
+    cst: bool = True  # condition G and D on C(x) and add the classifier KL loss
+    steps: int = 20000  # optimizer steps (each over batch_size images)
+    batch_size: int = 32  # images per step, over all GPUs and accumulation rounds
+    accumulate: int = 1  # gradient accumulation rounds per step
+    lr: float = 0.002  # Adam learning rate of G and D (StyleGAN2)
+    encoder_lr: float = 0.002
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1_interval: int = 16  # lazy R1 every N steps
+    pl_interval: int = 4  # lazy path length every N steps
+    pl_batch_shrink: int = 2
+    lpips: str = "pretrained"  # pretrained | random | off (random and off are for offline smoke runs)
+    lpips_net: str = "alex"
+    ema_kimg: float = 10.0  # half-life of the EMA generator/encoder, in thousands of images
+    ema_rampup: float = 0.05  # EMA half-life ramps up over this share of the images seen (0: no ramp-up)
+    checkpoint_every: int = 1000  # steps; a checkpoint is also written at exit and on Ctrl-C
+    log_every: int = 50  # steps between TensorBoard scalars
+    image_every: int = 1000  # steps between TensorBoard image grids (inputs | reconstructions | samples)
+    eval_images: int = 512  # held-out images for the final reconstruction / agreement metrics
+    amp: bool = True  # bf16 autocast and TF32 on CUDA (CPU always runs fp32)
+    seed: int = 0
+
+
+@dataclass
+class LossWeights:
+    """Multipliers of the loss terms. Sources of the defaults:
+
+    - adv 1.0: the GAN terms unscaled (StyleGAN2, and the ReScience StylEx code).
+    - r1_gamma 10.0: StyleGAN2 config-f (and the weight of the ReScience code's gradient penalty on reals).
+      The caller applies gamma / 2 * interval; stylegan2-ada's heuristic 0.0002 * res^2 / batch would give
+      much smaller values for small images, so lower it if D is over-regularised.
+    - pl_weight 2.0: StyleGAN2 path-length weight.
+    - l1 1.0, lpips 0.1, w_rec 0.1, kl 1.0: the ReScience StylEx code (rec weight 1, LPIPS 0.1, 0.1 x L1 on
+      the encoder's w, kl_scaling 1); the paper gives no values.
+    """
+
+    adv: float = 1.0
+    r1_gamma: float = 10.0
+    pl_weight: float = 2.0
+    l1: float = 1.0
+    lpips: float = 0.1
+    w_rec: float = 0.1
+    kl: float = 1.0
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UserError(f"loss weight {item.name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass
 class Config:
     name: str = "demo"  # run directory name under the runs folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    model: StylexModelConfig = field(default_factory=StylexModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

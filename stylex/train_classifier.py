@@ -119,12 +119,40 @@ def train_classifier(config: Config, run_dir: Path, retrain: bool = False) -> Cl
             correct += (logits.argmax(1) == labels).sum().item()
             bar.set_postfix(loss=f"{loss.item():.4f}", train_acc=f"{correct / seen:.3f}")
 
+    recalibrate_batchnorm(classifier, train_set, device, settings.batch_size)
     classifier.metrics = {"test": evaluate(classifier, test_set, device),
                           "train_accuracy_last_epoch": correct / max(1, seen)}
     classifier.save(path)
     print(f"saved {path}")
     report(classifier, classifier.metrics)
     return classifier.eval()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(classifier: Classifier, dataset: ImageDataset, device: torch.device, batch_size: int,
+                          max_images: int = 8192) -> None:
+    """Re-estimate BatchNorm running statistics with the final weights ("precise BN").
+
+    The running averages kept during training mix statistics of earlier weights; on short runs they can
+    be far enough off to make the eval-mode network predict one class everywhere."""
+    norms = [m for m in classifier.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    classifier.train()
+    seen = 0
+    for images, _ in iterate_batches(dataset, batch_size, shuffle=True, seed=1234):
+        with autocast_for(device):
+            classifier(images.to(device))
+        seen += images.shape[0]
+        if seen >= max_images:
+            break
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    classifier.eval()
 
 
 def report(classifier: Classifier, metrics: dict) -> None:
