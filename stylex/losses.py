@@ -2,8 +2,8 @@
 
 Total loss (DESIGN section 5): L_adv (non-saturating logistic) + L_reg (lazy R1 on D, lazy path length on G)
 + L_rec (L1(x', x) + LPIPS(x', x) + L1(E(x'), E(x))) + L_cls (KL[C(x') || C(x)]), with x' = G(E(x), C(x)).
-The functions here return unweighted means; the trainer multiplies them by `stylex.config.LossWeights` (and, for the lazy
-regularisers, by the interval). Every reduction runs in fp32, whatever dtype the inputs come in.
+The functions here return unweighted means; the trainer multiplies them by `stylex.config.LossWeights`
+(and, for the lazy regularisers, by the interval). Every reduction runs in fp32, whatever dtype the inputs come in.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-import torch
 
-from stylex.cli import main
 from stylex.classifier import Classifier, build_network
+from stylex.cli import main
 
 SUBCOMMANDS = ["train-classifier", "eval-classifier", "preview-data", "show-config"]
 
@@ -20,7 +20,7 @@ def test_help_lists_the_subcommands(capsys):
 
 
 def test_installed_console_script_runs():
-    script = shutil.which("stylex", path=str(__import__("pathlib").Path(sys.executable).parent))
+    script = shutil.which("stylex", path=str(Path(sys.executable).parent))
     assert script, "the `stylex` console script is not installed next to this Python"
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS)

@@ -35,7 +35,7 @@ def test_training_learns_and_saves_everything(trained, capsys):
 
 
 def test_same_config_reuses_the_checkpoint(trained, capsys):
-    config, run_dir, model = trained
+    config, run_dir, _ = trained
     before = (run_dir / "classifier.pt").stat().st_mtime_ns
     train_classifier(config, run_dir)
     assert "reusing" in capsys.readouterr().out
@@ -50,7 +50,7 @@ def test_a_different_config_is_refused_without_retrain(trained):
 
 
 def test_class_count_mismatch_is_a_clear_error(trained):
-    config, _, model = trained
+    _, _, model = trained
     multi = load_config("demo", [*TINY, "data.dataset=shapes-multi"])
     with pytest.raises(UserError, match=r"classifier has 2 classes .* data has 4"):
         evaluate(model, build_dataset(multi.data, "test"), torch.device("cpu"))
