@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,18 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
     config, run_dir = _resolve(args)
     save_config(config, run_dir)
     train_classifier(config, run_dir, retrain=args.retrain)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from stylex.training import load_run_classifier, train_stylex, training_device
+
+    if args.no_cst:
+        args.overrides.append("train.cst=false")
+    config, run_dir = _resolve(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_config(config, run_dir)
+    classifier = load_run_classifier(run_dir, args.classifier, training_device(config))
+    train_stylex(config, run_dir, classifier, resume=args.resume)
 
 
 def cmd_eval_classifier(args: argparse.Namespace) -> None:
@@ -86,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     train.add_argument("--retrain", action="store_true", help="train again even if a matching classifier.pt exists")
     train.set_defaults(handler=cmd_train_classifier)
+
+    train_gan = commands.add_parser(
+        "train", help="train StylEx (or, with --no-cst, StylEx without classifier-specific training)",
+        description="Train the StyleGAN2 generator, encoder and discriminator against RUNS/NAME/classifier.pt. "
+        "Checkpoints go to RUNS/NAME/checkpoints/stylex[-nocst].pt, TensorBoard logs to RUNS/NAME/tensorboard/. "
+        "Multi-GPU / multi-node: torchrun --nproc_per_node N -m stylex train ...")
+    _add_config_options(train_gan)
+    train_gan.add_argument("--no-cst", action="store_true",
+                           help="the paper's baseline: no classifier condition, no classifier loss")
+    train_gan.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train_gan.add_argument("--classifier", help="classifier file (default: RUNS/NAME/classifier.pt)")
+    train_gan.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval-classifier", help="accuracy and confusion matrix of a classifier",
                                    description="Evaluate a suite classifier.pt or a TorchScript classifier.")
