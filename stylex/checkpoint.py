@@ -89,6 +89,15 @@ class StylexModel:
         """C(x) as softmax probabilities for a CST model, None for the w/o-CST baseline."""
         return self.classifier(images).float().softmax(dim=1) if self.cst else None
 
+    @property
+    def variant(self) -> str:
+        return variant_name(self.cst)
+
+    @torch.no_grad()
+    def styles(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """StyleSpace coordinates of images: one [B, dim] tensor per style layer, `G.layout` order, fp32."""
+        return self.generator.w_to_styles(self.encoder(images).float(), self.condition(images))
+
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         return self.generator(self.encoder(images), self.condition(images), noise_mode="const")

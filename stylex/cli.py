@@ -70,6 +70,29 @@ def cmd_eval_classifier(args: argparse.Namespace) -> None:
     report(model, {"test": evaluate(model, dataset, device)})
 
 
+def cmd_attfind(args: argparse.Namespace) -> None:
+    from stylex.pipeline import attfind_run
+
+    attfind_run(args.run, cst=not args.no_cst, overrides=args.overrides, device=args.device,
+                recompute=args.recompute)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from stylex.pipeline import explain_image_file
+
+    explain_image_file(args.run, args.image, strategy=args.strategy, target=args.target,
+                       num_attributes=args.attributes, cst=not args.no_cst, out_dir=args.out,
+                       overrides=args.overrides, device=args.device)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, type=Path, help="run directory, e.g. runs/demo")
+    parser.add_argument("--no-cst", action="store_true", help="use the w/o-CST baseline's checkpoint")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value of the run, e.g. --set attfind.shift_size=2 (repeatable)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the run config's)")
+
+
 def cmd_preview_data(args: argparse.Namespace) -> None:
     from stylex.preview import save_class_grid
 
@@ -119,6 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--classes", help="class names for a TorchScript file without suite metadata (a,b,...)")
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
     evaluate.set_defaults(handler=cmd_eval_classifier)
+
+    find = commands.add_parser(
+        "attfind", help="find classifier-specific attributes (AttFind) and render them",
+        description="Encode the AttFind images, compute style statistics (RUN/stats.pt) and the effect tensor "
+        "(RUN/effects/VARIANT/, resumable), select attributes (RUN/attributes/VARIANT.json) and render panels and "
+        "GIFs (RUN/attfind/VARIANT/). Settings: the attfind section of the config (--set attfind.KEY=VALUE). "
+        "Multi-GPU: torchrun --nproc_per_node N -m stylex attfind --run RUN")
+    _add_run_options(find)
+    find.add_argument("--recompute", action="store_true", help="discard stored statistics and effects first")
+    find.set_defaults(handler=cmd_attfind)
+
+    explain = commands.add_parser(
+        "explain", help="explain the classifier's decision on one image (Independent or Subset)",
+        description="Counterfactual explanation of one image: figure.png (original beside counterfactuals), "
+        "flicker.gif, sweep.gif and summary.json in RUN/explanations/IMAGE-STRATEGY/ (or --out). Needs the "
+        "style statistics written by `stylex attfind`.")
+    _add_run_options(explain)
+    explain.add_argument("--image", required=True, type=Path, help="image file (resized to the model's size)")
+    explain.add_argument("--strategy", default="independent", choices=["independent", "subset"])
+    explain.add_argument("--target", help="class to move toward (default: the most probable other class)")
+    explain.add_argument("--attributes", type=int, default=5,
+                         help="attributes to select (subset: at most this many, stops at the flip)")
+    explain.add_argument("--out", type=Path, help="output folder")
+    explain.set_defaults(handler=cmd_explain)
 
     preview = commands.add_parser("preview-data", help="write a PNG grid of dataset images, one row per class")
     _add_config_options(preview)

@@ -17,6 +17,7 @@ from pathlib import Path
 from stylex.errors import UserError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -115,6 +116,43 @@ class LossWeights:
 
 
 @dataclass
+class AttFindConfig:
+    """`stylex attfind` / `stylex explain`: style statistics, the effect tensor, AttFind and rendering.
+
+    Defaults follow the official notebook: effects on logits of the reconstruction, shift toward the
+    min/max over the AttFind images with shift_size 1, threshold t = 1 logit, M = 10 attributes."""
+
+    split: str = "test"  # images for statistics, effects and AttFind (held out from StylEx training)
+    num_images: int = 250  # images in the AttFind set (the official notebook: 250)
+    seed: int = 0  # which images: the first num_images of a permutation of the split with this seed
+    shift_size: float = 1.0  # s_k += shift_size * (target_k - s_k), target = min or max over the AttFind set
+    threshold: float = 1.0  # an image is explained once its summed clipped logit effects reach this
+    num_attributes: int = 10  # M: attributes per class
+    discard_inconsistent: bool = False  # skip coordinates whose both directions raise the target logit
+    chunk_images: int = 8  # images per saved effect chunk (what a killed run can lose)
+    max_batch: int = 0  # edits per generator forward; 0 = sized from free memory
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
+    panel_images: int = 4  # images per attribute panel, where the attribute moves the logit most
+    display_size: int = 128  # pixels per image in rendered figures and GIFs
+    render_attributes: int = 10  # attributes rendered as panels and GIFs
+
+    def __post_init__(self):
+        if self.split not in ("train", "test"):
+            raise UserError(f"attfind.split must be train or test, got {self.split!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"attfind.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("num_images", "num_attributes", "chunk_images", "panel_images", "display_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"attfind.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_batch", "render_attributes"):
+            if getattr(self, name) < 0:
+                raise UserError(f"attfind.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("shift_size", "threshold"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise UserError(f"attfind.{name} must be a finite number > 0, got {getattr(self, name)}")
+
+
+@dataclass
 class Config:
     name: str = "demo"  # run directory name under the runs folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -123,6 +161,7 @@ class Config:
     model: StylexModelConfig = field(default_factory=StylexModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    attfind: AttFindConfig = field(default_factory=AttFindConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
-"""Small runtime helpers shared by every command: device choice, code version, atomic writes."""
+"""Small runtime helpers shared by every command: device choice, code version, atomic writes, torchrun."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -9,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from stylex.errors import UserError
 
@@ -52,3 +54,50 @@ def atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+
+@dataclasses.dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: torch.device) -> Distributed:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size == 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), world_size)
+
+    def average_gradients(self, *modules: torch.nn.Module) -> None:
+        if self.world_size == 1:
+            return
+        grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.flatten() for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.world_size
+            torch.nn.utils.vector_to_parameters(flat, grads)  # writes the averages back into the grads
+
+    def broadcast(self, *modules: torch.nn.Module) -> None:
+        if self.world_size == 1:
+            return
+        for module in modules:
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return value
+        value = value.clone()
+        dist.all_reduce(value)
+        return value / self.world_size

@@ -15,7 +15,6 @@ continues exactly (deterministic on CPU).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -25,7 +24,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
@@ -43,6 +41,7 @@ from stylex.classifier import Classifier
 from stylex.config import Config
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
+from stylex.runtime import Distributed
 
 log = logging.getLogger("stylex.training")
 
@@ -52,49 +51,6 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "image_every", "e
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclasses.dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls, device: torch.device) -> Distributed:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size == 1:
-            return cls()
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world_size)
-
-    def average_gradients(self, *modules: torch.nn.Module) -> None:
-        if self.world_size == 1:
-            return
-        grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
-        if grads:
-            flat = torch.cat([g.flatten() for g in grads])
-            dist.all_reduce(flat)
-            flat /= self.world_size
-            torch.nn.utils.vector_to_parameters(flat, grads)  # writes the averages back into the grads
-
-    def broadcast(self, *modules: torch.nn.Module) -> None:
-        if self.world_size == 1:
-            return
-        for module in modules:
-            for tensor in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(tensor.data, src=0)
-
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        if self.world_size == 1:
-            return value
-        value = value.clone()
-        dist.all_reduce(value)
-        return value / self.world_size
 
 
 def training_device(config: Config) -> torch.device:

@@ -1,0 +1,439 @@
+"""AttFind (DESIGN section 6): the effect tensor, then greedy selection of classifier-specific attributes.
+
+Step 1, `compute_effects`: effect[n, d, k, c] = change of classifier logit c when conv coordinate k of image
+n is shifted toward its minimum (d=0) or maximum (d=1) over the image set, relative to the classifier on the
+unedited reconstruction. The published code runs the whole generator for every (image, coordinate,
+direction) at batch 1; here one forward carries many edits, and each runs only the layers from the edited
+one on, resumed from the cached state entering it (`Generator.synthesize(start=i, state=states[i])`).
+Results are written in chunks of images, so a killed run resumes where it stopped, and chunks are shared
+out over `torchrun` processes.
+
+Step 2, `attfind`: the official greedy selection for one class (see its docstring); `merge_binary` the
+official two-class merge; `find_attributes` runs both for a whole classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from stylex.checkpoint import StylexModel
+from stylex.editing import autocast, resolve_precision, shifted
+from stylex.errors import UserError
+from stylex.layout import StyleLayout
+from stylex.runtime import Distributed, atomic_torch_save, code_version
+from stylex.stats import StyleStats
+
+log = logging.getLogger("stylex.attfind")
+
+EFFECTS_FORMAT = "stylex-effects"
+ATTRIBUTES_FORMAT = "stylex-attributes"
+CPU_MEMORY_BUDGET = 1 << 30  # bytes of activations per edit batch on CPU
+GPU_MEMORY_SHARE = 0.6  # share of free GPU memory one edit batch may take
+
+
+# ---- step 1: the effect tensor --------------------------------------------------------------------------------
+
+@dataclass
+class Effects:
+    effect: Tensor  # [N, 2, K, C] fp32: logit change per (image, direction, conv coordinate, class)
+    baseline: Tensor  # [N, C] fp32: logits of the classifier on the unedited reconstructions
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> Tensor:
+        """[N] the class predicted on each reconstruction (AttFind's notion of an image's class)."""
+        return self.baseline.argmax(dim=1)
+
+
+def _digest(tensors: Sequence[Tensor]) -> str:
+    hasher = hashlib.sha1()
+    for tensor in tensors:
+        hasher.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return hasher.hexdigest()[:16]
+
+
+def _fingerprint(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float,
+                 precision: torch.dtype, chunk_images: int) -> dict:
+    """What the effects depend on: a resumed run must match all of it, or its chunks would mix two models."""
+    weights = [*model.generator.state_dict().values(), *model.classifier.state_dict().values()]
+    return {
+        "format": EFFECTS_FORMAT, "num_images": styles[0].shape[0], "conv_dim": model.generator.layout.conv_dim,
+        "num_classes": model.classifier.num_classes, "shift_size": shift_size, "precision": str(precision),
+        "chunk_images": chunk_images, "styles": _digest(styles), "stats": _digest([stats.minimum, stats.maximum]),
+        "weights": _digest([w for w in weights if w.is_floating_point()]),
+    }
+
+
+def edit_batch_size(model: StylexModel, styles: Sequence[Tensor], precision: torch.dtype,
+                    requested: int = 0) -> int:
+    """Edits per forward: `requested` if > 0, else sized so one batch of full-generator edits (the most
+    expensive start layer) fits in a share of free GPU memory (measured with a probe batch), or in
+    CPU_MEMORY_BUDGET bytes on CPU (estimated from the largest feature map)."""
+    if requested > 0:
+        return requested
+    generator = model.generator
+    device = next(generator.parameters()).device
+    if device.type == "cuda":
+        probe = 16
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        with torch.no_grad(), autocast(device, precision):
+            image, _ = generator.synthesize([s[:1].to(device).expand(probe, -1) for s in styles])
+            model.classifier(image)
+        per_row = max((torch.cuda.max_memory_allocated(device) - before) / probe, 1)
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = GPU_MEMORY_SHARE * free
+    else:
+        layout = generator.layout
+        largest = max(layer.dim * layer.resolution ** 2 for layer in layout.conv_layers)
+        per_row = 6 * largest * torch.finfo(precision).bits // 8  # input, output, upsampling and noise temporaries
+        budget = CPU_MEMORY_BUDGET
+    return int(max(8, min(4096, budget // per_row)))
+
+
+class _ChunkStore:
+    """meta.json + chunk-NNNNN.pt files (each written atomically) in an effects folder."""
+
+    def __init__(self, folder: Path | None, fingerprint: dict):
+        self.folder = folder
+        self.fingerprint = fingerprint
+        if folder is None:
+            return
+        meta_path = folder / "meta.json"
+        if meta_path.is_file():
+            stored = json.loads(meta_path.read_text())
+            if stored.get("fingerprint") != fingerprint:
+                changed = sorted(k for k in fingerprint if stored.get("fingerprint", {}).get(k) != fingerprint[k])
+                raise UserError(f"{folder} holds effects computed with other inputs (differs in: "
+                                f"{', '.join(changed)}); delete that folder (or run with --recompute) to start over")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = meta_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "code_version": code_version()}, indent=2))
+            tmp.replace(meta_path)
+
+    def path(self, chunk: int) -> Path:
+        assert self.folder is not None
+        return self.folder / f"chunk-{chunk:05d}.pt"
+
+    def has(self, chunk: int) -> bool:
+        return self.folder is not None and self.path(chunk).is_file()
+
+    def write(self, chunk: int, effect: Tensor, baseline: Tensor) -> None:
+        if self.folder is not None:
+            atomic_torch_save({"effect": effect, "baseline": baseline}, self.path(chunk))
+
+    def read(self, chunk: int) -> tuple[Tensor, Tensor]:
+        payload = torch.load(self.path(chunk), map_location="cpu", weights_only=True)
+        return payload["effect"], payload["baseline"]
+
+
+@torch.no_grad()
+def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, shift_size: float,
+                   precision: torch.dtype, batch_size: int, bar) -> tuple[Tensor, Tensor]:
+    """Effects of every conv edit on a few images: ([n, 2, K, C], baseline [n, C]), on CPU."""
+    generator, classifier = model.generator, model.classifier
+    layout = generator.layout
+    device = next(generator.parameters()).device
+    n = styles[0].shape[0]
+    with autocast(device, precision):
+        image, states = generator.synthesize(styles, return_states=True)
+        baseline = classifier(image).float()
+    effect = torch.empty(n, 2, layout.conv_dim, classifier.num_classes, device=device)
+    minimum, maximum = stats.minimum.to(device), stats.maximum.to(device)
+    for spec in layout.conv_layers:
+        dim, block = spec.dim, slice(spec.conv_offset, spec.conv_offset + spec.dim)
+        targets = torch.stack([minimum[block], maximum[block]])  # [2, dim]
+        # rows enumerate (image, direction, channel), image-major, so most batches hold one image
+        for first in range(0, n * 2 * dim, batch_size):
+            rows = torch.arange(first, min(first + batch_size, n * 2 * dim))
+            image_of, rest = rows // (2 * dim), rows % (2 * dim)
+            direction, channel = rest // dim, rest % dim
+            if image_of[0] == image_of[-1]:  # one image: broadcast its state and later styles (no copies)
+                picked = slice(int(image_of[0]), int(image_of[0]) + 1)
+                state = states[spec.index].select(picked)
+            else:
+                picked = image_of.to(device)
+                state = states[spec.index].select(picked)
+            direction, channel = direction.to(device), channel.to(device)
+            layer_style = styles[spec.index][picked].expand(len(rows), -1).clone()
+            row_index = torch.arange(len(rows), device=device)
+            layer_style[row_index, channel] = shifted(layer_style[row_index, channel], targets[direction, channel],
+                                                      shift_size)
+            edited = [None] * spec.index + [layer_style] + [s[picked] for s in styles[spec.index + 1:]]
+            with autocast(device, precision):
+                out, _ = generator.synthesize(edited, start=spec.index, state=state)
+                logits = classifier(out).float()
+            effect[image_of.to(device), direction, spec.conv_offset + channel] = logits - baseline[image_of.to(device)]
+            bar.update(len(rows))
+    return effect.cpu(), baseline.cpu()
+
+
+def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float = 1.0, *,
+                    out_dir: Path | None = None, chunk_images: int = 8, max_batch: int = 0, precision: str = "auto",
+                    progress: bool = True) -> Effects:
+    """The effect tensor [N, 2, K, C] of images given by their styles (one [N, dim] tensor per style layer, e.g.
+    from `stats.encode_styles`).
+
+    out_dir: folder for resumable chunks (None: keep everything in memory). Chunks already there are reused
+        when everything they depend on matches (model weights, styles, statistics, shift, precision).
+    max_batch: edits per forward; 0 sizes it from free memory (`edit_batch_size`).
+    precision: 'auto' (bf16 on CUDA, fp32 on CPU), 'float32' or 'bfloat16'.
+    Under torchrun, process r computes chunks r, r + world, ...; all processes then read the full tensor
+    from out_dir (which must be on a filesystem they share).
+    """
+    layout: StyleLayout = model.generator.layout
+    stats.check_layout(layout)
+    if len(styles) != layout.num_layers or any(s.shape[0] != styles[0].shape[0] for s in styles):
+        raise UserError(f"styles must be {layout.num_layers} tensors [N, dim] with the same N (one per style layer)")
+    if chunk_images < 1:
+        raise UserError(f"chunk_images must be >= 1, got {chunk_images}")
+    if not math.isfinite(shift_size) or shift_size <= 0:
+        raise UserError(f"shift_size must be a finite number > 0, got {shift_size}")
+    device = next(model.generator.parameters()).device
+    dtype = resolve_precision(precision, device)
+    dist = Distributed.from_environment(device)
+    if dist.world_size > 1 and out_dir is None:
+        raise UserError("sharding effects over torchrun processes needs an out_dir on a shared filesystem")
+    num_images = styles[0].shape[0]
+    store = _ChunkStore(Path(out_dir) if out_dir is not None else None,
+                        _fingerprint(model, styles, stats, shift_size, dtype, chunk_images))
+    chunks = list(range(math.ceil(num_images / chunk_images)))
+    mine = [c for c in chunks if c % dist.world_size == dist.rank]
+    todo = [c for c in mine if not store.has(c)]
+    if len(todo) < len(mine):
+        log.info("resuming: %d of %d effect chunks already in %s", len(mine) - len(todo), len(mine), out_dir)
+    batch_size = edit_batch_size(model, styles, dtype, max_batch) if todo else 0
+    per_image = 2 * layout.conv_dim
+    held: dict[int, tuple[Tensor, Tensor]] = {}
+    rows_of = {c: slice(c * chunk_images, min((c + 1) * chunk_images, num_images)) for c in chunks}
+    total = sum(rows_of[c].stop - rows_of[c].start for c in todo) * per_image
+    with tqdm(total=total, desc=f"effects ({dist.rank})" if dist.world_size > 1 else "effects", unit="edit",
+              unit_scale=True, disable=not progress or total == 0, smoothing=0.1) as bar:
+        for chunk in todo:
+            chunk_styles = [s[rows_of[chunk]].to(device).float() for s in styles]
+            held[chunk] = _chunk_effects(model, chunk_styles, stats, shift_size, dtype, batch_size, bar)
+            store.write(chunk, *held[chunk])
+    dist.barrier()
+    parts = [held[c] if c in held else store.read(c) for c in chunks]
+    meta = {**store.fingerprint, "edit_batch": batch_size, "code_version": code_version()}
+    return Effects(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), meta)
+
+
+@torch.no_grad()
+def reference_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float = 1.0,
+                      images: Sequence[int] | None = None, coordinates: Sequence[int] | None = None,
+                      progress: bool = False) -> Tensor:
+    """The published code's loop, for verification and benchmarks: one image, one coordinate, one direction,
+    the whole generator and classifier per edit, batch 1, fp32. Returns [len(images), 2, len(coordinates), C]."""
+    generator, classifier = model.generator, model.classifier
+    layout = generator.layout
+    device = next(generator.parameters()).device
+    images = list(range(styles[0].shape[0])) if images is None else list(images)
+    coordinates = list(range(layout.conv_dim)) if coordinates is None else list(coordinates)
+    out = torch.empty(len(images), 2, len(coordinates), classifier.num_classes)
+    bar = tqdm(total=out[..., 0].numel(), desc="naive effects", unit="edit", disable=not progress)
+    for row, n in enumerate(images):
+        own = [s[n:n + 1].to(device).float() for s in styles]
+        baseline = classifier(generator.synthesize(own)[0]).float()
+        for column, k in enumerate(coordinates):
+            name, channel = layout.locate(k)
+            index = layout.layer(name).index
+            for direction in (0, 1):
+                edited = list(own)
+                edited[index] = own[index].clone()
+                target = stats.targets(direction)[k].to(device)
+                edited[index][0, channel] = shifted(own[index][0, channel], target, shift_size)
+                out[row, direction, column] = (classifier(generator.synthesize(edited)[0]).float() - baseline)[0].cpu()
+                bar.update()
+    bar.close()
+    return out
+
+
+# ---- step 2: attribute selection ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attribute:
+    """A StyleSpace attribute: move conv coordinate `coordinate` toward its min (direction 0) or max (1)."""
+
+    coordinate: int
+    direction: int
+    mean_effect: float  # mean clipped effect on the target logit over the images still unexplained when picked
+    target: int | None = None  # the class whose logit this edit raises (the class it moves images toward)
+    score: float | None = None  # binary merge: the official re-ranking score
+
+    def flipped(self, target: int | None = None) -> Attribute:
+        return Attribute(self.coordinate, 1 - self.direction, self.mean_effect, target, self.score)
+
+    def describe(self, layout: StyleLayout) -> dict:
+        name, channel = layout.locate(self.coordinate)
+        return {**asdict(self), "layer": name, "channel": channel,
+                "direction_name": "toward max" if self.direction else "toward min"}
+
+
+def _effects_tensor(effects: Tensor | Effects) -> Tensor:
+    tensor = effects.effect if isinstance(effects, Effects) else effects
+    if not isinstance(tensor, Tensor) or tensor.ndim != 4 or tensor.shape[1] != 2:
+        shape = list(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+        raise UserError(f"effects must be a tensor [N, 2, K, C], got {shape}")
+    return tensor
+
+
+def attfind(effects: Tensor | Effects, predicted: Tensor, target: int, num_attributes: int = 10,
+            threshold: float = 1.0, discard_inconsistent: bool = False) -> list[Attribute]:
+    """Official AttFind for class `target` (Lang et al. 2021, Algorithm 1; the official notebook's semantics).
+
+    Images: those whose predicted class (on the reconstruction) is not `target`. Candidates: every
+    (coordinate, direction), scored by its effect on logit `target` clipped at 0. Greedy: pick the candidate
+    with the largest mean clipped effect over the images not yet explained; the chosen coordinate leaves the
+    pool in both directions; an image is explained once the summed clipped effects of the chosen attributes on
+    it reach `threshold`. Stops at `num_attributes`, when every image is explained, or when no candidate has a
+    positive mean. `discard_inconsistent`: at each step, skip coordinates whose raw mean effect over the
+    remaining images is positive in both directions (the paper's rule)."""
+    tensor = _effects_tensor(effects)
+    n, _, k, c = tensor.shape
+    predicted = torch.as_tensor(predicted)
+    if predicted.shape != (n,):
+        raise UserError(f"predicted must hold one class per image ([{n}]), got {list(predicted.shape)}")
+    if not 0 <= target < c:
+        raise UserError(f"target class {target} is outside the classifier's {c} classes")
+    if num_attributes < 1 or not threshold > 0:
+        raise UserError("num_attributes must be >= 1 and threshold > 0")
+    raw = tensor[predicted.to(tensor.device) != target][..., target].double().reshape(-1, 2 * k)  # [n', 2K]
+    if raw.shape[0] == 0:
+        log.warning("no image is predicted as another class than %d: AttFind has nothing to explain", target)
+        return []
+    clipped = raw.clamp(min=0)
+    active = torch.ones(raw.shape[0], dtype=torch.bool)
+    available = torch.ones(2 * k, dtype=torch.bool)
+    accumulated = torch.zeros(raw.shape[0], dtype=torch.float64)
+    chosen: list[Attribute] = []
+    while len(chosen) < num_attributes and active.any():
+        mean = clipped[active].mean(dim=0)
+        eligible = available.clone()
+        if discard_inconsistent:
+            both_raise = (raw[active].mean(dim=0).view(2, k) > 0).all(dim=0)  # [K]
+            eligible &= ~both_raise.repeat(2)
+        mean = torch.where(eligible, mean, torch.full_like(mean, -math.inf))
+        best = int(mean.argmax())
+        if not mean[best] > 0:
+            break
+        direction, coordinate = divmod(best, k)
+        chosen.append(Attribute(coordinate, direction, float(mean[best]), target))
+        available[[coordinate, k + coordinate]] = False
+        accumulated += clipped[:, best]
+        active &= accumulated < threshold
+    return chosen
+
+
+def merge_binary(effects: Tensor | Effects, toward_0: Sequence[Attribute], toward_1: Sequence[Attribute]
+                 ) -> list[Attribute]:
+    """The official two-class merge: the class-0 list, then the class-1 picks whose coordinate is not there yet
+    with their direction flipped; all re-ranked by score = mean effect on logit 0 in the attribute's direction
+    + mean effect on logit 1 in the opposite direction, over all images. Directions move images toward class
+    0; the opposite directions move them toward class 1."""
+    tensor = _effects_tensor(effects)
+    if tensor.shape[3] != 2:
+        raise UserError(f"the binary merge needs a two-class classifier, this one has {tensor.shape[3]} classes")
+    merged: list[Attribute] = list(toward_0)
+    present = {a.coordinate for a in merged}
+    merged += [a.flipped() for a in toward_1 if a.coordinate not in present]
+    means = tensor.double().mean(dim=0)  # [2, K, 2]
+    scored = [Attribute(a.coordinate, a.direction, a.mean_effect, 0,
+                        float(means[a.direction, a.coordinate, 0] + means[1 - a.direction, a.coordinate, 1]))
+              for a in merged]
+    return sorted(scored, key=lambda a: a.score, reverse=True)
+
+
+# ---- attribute sets (attributes/<method>.json) ----------------------------------------------------------------
+
+@dataclass
+class AttributeSet:
+    """Everything a method found, in the format every evaluation reads (AttFind, Wu et al., ...).
+
+    per_class[c]: attributes that move images toward class c, best first. For two classes, `merged` is the
+    official merged list (directions toward class 0), and `toward(c)` derives both classes' lists from it."""
+
+    method: str
+    classes: list[str]
+    per_class: dict[int, list[Attribute]]
+    merged: list[Attribute] | None
+    layout: dict  # StyleLayout.summary() of the generator the coordinates index
+    settings: dict
+    provenance: dict
+
+    def toward(self, target: int) -> list[Attribute]:
+        """Attributes that move an image toward class `target`, best first."""
+        if self.merged is not None:
+            return list(self.merged) if target == 0 else [a.flipped(target) for a in self.merged]
+        return list(self.per_class[target])
+
+    def to_dict(self) -> dict:
+        layout = StyleLayout.from_summary(self.layout)
+
+        def rows(attributes: Sequence[Attribute]) -> list[dict]:
+            return [{"rank": i + 1, **a.describe(layout)} for i, a in enumerate(attributes)]
+
+        return {"format": ATTRIBUTES_FORMAT, "method": self.method, "classes": self.classes,
+                "merged": None if self.merged is None else rows(self.merged),
+                "per_class": {self.classes[c]: rows(v) for c, v in self.per_class.items()},
+                "settings": self.settings, "provenance": self.provenance, "layout": self.layout}
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> AttributeSet:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"no attribute file at {path}; run `stylex attfind --run RUN_DIR` first")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} is not valid JSON ({err}); delete it and rerun stylex attfind") from None
+        if data.get("format") != ATTRIBUTES_FORMAT:
+            raise UserError(f"{path} is not a stylex attribute file")
+        fields = ("coordinate", "direction", "mean_effect", "target", "score")
+
+        def parse(rows: list[dict]) -> list[Attribute]:
+            return [Attribute(**{f: row[f] for f in fields}) for row in rows]
+
+        classes = data["classes"]
+        return cls(data["method"], classes, {classes.index(name): parse(v) for name, v in data["per_class"].items()},
+                   None if data["merged"] is None else parse(data["merged"]), data["layout"], data["settings"],
+                   data["provenance"])
+
+
+def find_attributes(effects: Effects, classes: list[str], layout: StyleLayout, method: str,
+                    num_attributes: int = 10, threshold: float = 1.0, discard_inconsistent: bool = False,
+                    provenance: dict | None = None) -> AttributeSet:
+    """AttFind for every class (one-vs-rest), plus the official merge for a two-class classifier."""
+    if effects.effect.shape[3] != len(classes):
+        raise UserError(f"the effects cover {effects.effect.shape[3]} classes but {len(classes)} class names were "
+                        "given")
+    predicted = effects.predicted
+    per_class = {c: attfind(effects, predicted, c, num_attributes, threshold, discard_inconsistent)
+                 for c in range(len(classes))}
+    merged = merge_binary(effects, per_class[0], per_class[1]) if len(classes) == 2 else None
+    settings = {"num_attributes": num_attributes, "threshold": threshold,
+                "discard_inconsistent": discard_inconsistent, "num_images": effects.effect.shape[0],
+                "shift_size": effects.meta.get("shift_size"),
+                "images_per_class": torch.bincount(predicted, minlength=len(classes)).tolist()}
+    return AttributeSet(method, list(classes), per_class, merged, layout.summary(), settings,
+                        {"code_version": code_version(), **(provenance or {})})

@@ -1,0 +1,104 @@
+"""Functional StyleSpace edits: shift conv coordinates of style tensors, never weights or biases.
+
+An edit is (coordinate, direction): conv-only flat coordinate k moves toward its minimum (direction 0) or
+maximum (direction 1) over the AttFind image set, `s_k += shift_size * (target_k - s_k)` (official StylEx).
+The published code adds the shift to an affine bias and subtracts it again; editing copies of the style
+tensors instead is re-entrant, batchable, and leaves the model untouched if anything fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor
+
+from stylex.checkpoint import StylexModel
+from stylex.errors import UserError
+from stylex.layout import StyleLayout
+from stylex.stats import StyleStats
+
+Edit = tuple[int, int]  # (conv-only flat coordinate, direction: 0 toward the minimum, 1 toward the maximum)
+
+
+def shifted(current: Tensor, target: Tensor, shift_size: float | Tensor) -> Tensor:
+    return current + shift_size * (target - current)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """'auto' is bf16 on CUDA (within the tolerance the AttFind benchmark reports) and fp32 elsewhere."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if precision not in ("float32", "bfloat16"):
+        raise UserError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    return getattr(torch, precision)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16 autocast for the synthesis convs and the classifier; styles stay fp32 (they are inputs)."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def check_edits(edits: Sequence[Edit], layout: StyleLayout) -> list[Edit]:
+    checked = []
+    for item in edits:
+        try:
+            coordinate, direction = (int(v) for v in item)
+        except (TypeError, ValueError):
+            raise UserError(f"an edit is (coordinate, direction), got {item!r}") from None
+        if not 0 <= coordinate < layout.conv_dim:
+            raise UserError(f"coordinate {coordinate} is outside the conv style space (0..{layout.conv_dim - 1})")
+        if direction not in (0, 1):
+            raise UserError(f"direction must be 0 (toward the minimum) or 1 (toward the maximum), got {direction}")
+        checked.append((coordinate, direction))
+    return checked
+
+
+def first_layer(layout: StyleLayout, edits: Sequence[Edit]) -> int:
+    """Index (full layout) of the earliest style layer touched by `edits`; synthesis can resume there."""
+    if not edits:
+        return layout.num_layers - 1
+    return min(layout.layer(layout.locate(coordinate)[0]).index for coordinate, _ in edits)
+
+
+def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
+                shift_size: float | Tensor = 1.0) -> list[Tensor]:
+    """Apply the same edits to every row of `styles` (one [B, dim] tensor per layer); returns new tensors for
+    the edited layers and the same tensors elsewhere. `shift_size` may be a [B] tensor (one per row)."""
+    edits = check_edits(edits, layout)
+    out = list(styles)
+    cloned: set[int] = set()
+    for coordinate, direction in edits:
+        name, channel = layout.locate(coordinate)
+        index = layout.layer(name).index
+        if index not in cloned:
+            out[index] = out[index].clone()
+            cloned.add(index)
+        column = out[index][:, channel]
+        target = stats.targets(direction)[coordinate].to(column)
+        size = shift_size.to(column) if isinstance(shift_size, Tensor) else shift_size
+        out[index][:, channel] = shifted(column, target, size)
+    return out
+
+
+def select_rows(styles: Sequence[Tensor], rows: Tensor | slice) -> list[Tensor]:
+    return [s[rows] for s in styles]
+
+
+@torch.no_grad()
+def render(model: StylexModel, styles: Sequence[Tensor], precision: torch.dtype = torch.float32,
+           batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """Images G(styles) and classifier logits on them, in batches: ([B, C, H, W] fp32, [B, classes] fp32)."""
+    device = next(model.generator.parameters()).device
+    images, logits = [], []
+    total = styles[0].shape[0]
+    for start in range(0, total, batch_size):
+        rows = slice(start, start + batch_size)
+        with autocast(device, precision):
+            image, _ = model.generator.synthesize([s[rows].to(device) for s in styles], noise_mode="const")
+            logits.append(model.classifier(image).float())
+        images.append(image.float())
+    return torch.cat(images), torch.cat(logits)
