@@ -12,8 +12,9 @@ difference between the two effect tensors on the edits both computed.
 
 The model comes from `--run` (RUN/classifier.pt and RUN/checkpoints/<variant>.pt) when given; otherwise the
 networks are random-init at the config's shape (speed does not depend on the weights). A random-init MobileNet
-has logits around 1e-7, which would make the numeric comparison empty, so its final Linear is re-initialised
-with std 1 (BN in eval mode, as always here).
+has logits around 1e-7, which would make the numeric comparison empty, so its BN running statistics are set
+from 64 real test images and its final Linear is re-initialised with std 0.1 (logits of a few units; BN in eval
+mode, as always here).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from stylex.runtime import resolve_device
 from stylex.stats import StyleStats, encode_styles
 
 STATS_IMAGES = 16  # images the style statistics (min / max targets) are taken over, at least
+CALIBRATION_IMAGES = 64  # real images that set a random-init classifier's BN statistics
+HEAD_STD = 0.1  # std of a random-init classifier's final Linear after calibration: logits of a few units
 
 
 def parse_args() -> argparse.Namespace:
@@ -95,14 +98,38 @@ def load_model(args: argparse.Namespace, config: Config, data: ImageDataset, dev
                                                            cst=cst))
     arch, width = config.classifier.arch, config.classifier.width
     net = build_network(arch, data.num_classes, data.resolution, data.channels, width)
-    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-    nn.init.normal_(head.weight, std=1.0)
-    classifier = Classifier(net, data.classes, data.resolution, data.channels, arch, width)
+    classifier = Classifier(net, data.classes, data.resolution, data.channels, arch, width).to(device)
+    calibrated = calibrate(classifier, data, device)
     model = StylexModel(generator.to(device).eval().requires_grad_(False),
                         encoder.to(device).eval().requires_grad_(False),
-                        classifier.to(device).eval().requires_grad_(False), cst, 0, {})
-    return model, (f"random init ({args.variant}, config shape) + random-init {arch} x{width} classifier "
-                   "(final Linear re-initialised with std 1.0, BN in eval mode)")
+                        classifier.eval().requires_grad_(False), cst, 0, {})
+    return model, (f"random init ({args.variant}, config shape) + random-init {arch} x{width} classifier (BN running "
+                   f"stats set from {calibrated} test images, final Linear re-initialised with std {HEAD_STD}; "
+                   "eval mode)")
+
+
+def calibrate(classifier: Classifier, data: ImageDataset, device: torch.device) -> int:
+    """Give a random-init classifier logits of a few units, so that the effects are not ~1e-7.
+
+    torchvision's MobileNetV2 init (kaiming fan_out, which counts 9 * C for a depthwise kernel) shrinks the
+    activations by about the channel count at every depthwise conv, and eval-mode BN with the initial running
+    stats (mean 0, var 1) does not undo it: the features reaching the head are ~1e-8. Setting the BN running
+    stats from a few real images (a cumulative average, one train-mode pass) restores unit-scale features; the
+    head then gets a larger std."""
+    count = min(len(data), CALIBRATION_IMAGES)
+    images = torch.stack([data[i][0] for i in range(count)]).to(device)
+    norms = [m for m in classifier.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the calibration pass
+    classifier.train()
+    with torch.no_grad():
+        classifier(images)
+    classifier.eval()
+    head = [m for m in classifier.modules() if isinstance(m, nn.Linear)][-1]
+    nn.init.normal_(head.weight, std=HEAD_STD)
+    nn.init.zeros_(head.bias)
+    return count
 
 
 def synchronize(device: torch.device) -> None:

@@ -86,7 +86,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, type=Path, help="run directory, e.g. runs/demo")
+    # --run-dir is the same option under a name torchrun's own parser does not mistake for its --run-path
+    parser.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
+                        help="run directory, e.g. runs/demo")
     parser.add_argument("--no-cst", action="store_true", help="use the w/o-CST baseline's checkpoint")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value of the run, e.g. --set attfind.shift_size=2 (repeatable)")
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode the AttFind images, compute style statistics (RUN/stats.pt) and the effect tensor "
         "(RUN/effects/VARIANT/, resumable), select attributes (RUN/attributes/VARIANT.json) and render panels and "
         "GIFs (RUN/attfind/VARIANT/). Settings: the attfind section of the config (--set attfind.KEY=VALUE). "
-        "Multi-GPU: torchrun --nproc_per_node N -m stylex attfind --run RUN")
+        "Multi-GPU: torchrun --nproc_per_node N -m stylex attfind --run-dir RUN")
     _add_run_options(find)
     find.add_argument("--recompute", action="store_true", help="discard stored statistics and effects first")
     find.set_defaults(handler=cmd_attfind)

@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from stylex.checkpoint import checkpoint_path, load_stylex
+from stylex.classifier import load as load_classifier
+from stylex.config import load_config, save_config
+from stylex.data import build_dataset
+from stylex.stats import StyleStats, encode_styles
+from stylex.train_classifier import train_classifier
+from stylex.training import train_stylex
+
+# A real (tiny) run shared by the explanation tests: a classifier good enough to predict both classes, and a
+# StylEx trained for a few steps. Same code paths as the GPU presets, sized for CPU.
+TINY_RUN_OVERRIDES = ["classifier.epochs=3", "data.num_train=1024", "train.steps=20", "train.checkpoint_every=20",
+                      "attfind.num_images=12", "attfind.chunk_images=4", "attfind.render_attributes=2",
+                      "attfind.panel_images=3", "attfind.display_size=64"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """runs/tiny with classifier.pt and checkpoints/stylex.pt (built once per test session)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = load_config("tiny", TINY_RUN_OVERRIDES)
+    save_config(config, run_dir)
+    classifier = train_classifier(config, run_dir)
+    train_stylex(config, run_dir, classifier)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_run):
+    """(model, styles of 5 test images, their StyleStats) from the tiny run."""
+    config = load_config(str(tiny_run / "config.json"))
+    model = load_stylex(checkpoint_path(tiny_run, True), load_classifier(tiny_run / "classifier.pt"))
+    dataset = build_dataset(config.data, "test")
+    styles = encode_styles(model, dataset, list(range(5)), progress=False)
+    stats = StyleStats.from_styles(model.generator.layout.conv_flatten(styles), {"test": True})
+    return model, styles, stats
