@@ -89,6 +89,7 @@ def test_sweep_goes_from_the_reconstruction_to_the_full_edit(tiny):
     assert frames.shape[0] == 5 and logits.shape == (5, 2)
     reconstruction, base = render(model, image)
     torch.testing.assert_close(frames[0], reconstruction[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits[0], base[0], rtol=1e-4, atol=1e-5)
     full = render(model, edit_styles(image, model.generator.layout, stats, [(3, 1)], 1.5))[0]
     torch.testing.assert_close(frames[-1], full[0], rtol=1e-5, atol=1e-5)
 
