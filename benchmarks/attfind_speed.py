@@ -32,7 +32,7 @@ from stylex.checkpoint import StylexModel, build_networks, checkpoint_path, load
 from stylex.classifier import Classifier, build_network
 from stylex.config import Config, load_config
 from stylex.data import ImageDataset, build_dataset
-from stylex.editing import resolve_precision
+from stylex.editing import autocast, resolve_precision
 from stylex.errors import UserError
 from stylex.runtime import resolve_device
 from stylex.stats import StyleStats, encode_styles
@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
                         help="fast path precision (auto: bf16 on CUDA, fp32 on CPU; the naive loop is always fp32)")
     parser.add_argument("--max-batch", type=int, default=0, help="edits per forward of the fast path (0: auto)")
     parser.add_argument("--shift-size", type=float, default=None, help="default: the config's attfind.shift_size")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random-init networks")
     parser.add_argument("--compare-bf16", action="store_true",
                         help="also run the fast path in float32 and bfloat16 and print their difference")
     args = parser.parse_args()
@@ -153,8 +154,15 @@ def fast(model: StylexModel, styles: list[torch.Tensor], stats: StyleStats, shif
 
 def timed_fast(model: StylexModel, styles: list[torch.Tensor], stats: StyleStats, shift_size: float,
                max_batch: int, precision: str, device: torch.device) -> tuple[Effects, float]:
-    """Warm up on one image (kernel selection, allocator, lazy init), then time all images."""
-    fast(model, [s[:1] for s in styles], stats, shift_size, max_batch, precision)
+    """Warm up, then time all images. On CUDA the warm-up is the whole untimed call (it is cheap there, and cuDNN
+    picks kernels per shape: every edit-batch shape must have been seen); on CPU one small forward (lazy init;
+    oneDNN's per-shape setup is negligible next to a CPU run, which would double)."""
+    if device.type == "cuda":
+        fast(model, styles, stats, shift_size, max_batch, precision)
+    else:
+        with torch.no_grad(), autocast(device, resolve_precision(precision, device)):
+            image, _ = model.generator.synthesize([s[:1].to(device).expand(8, -1) for s in styles])
+            model.classifier(image)
     return timed(device, lambda: fast(model, styles, stats, shift_size, max_batch, precision))
 
 
@@ -173,10 +181,11 @@ def benchmark(args: argparse.Namespace) -> None:
         run_config = Path(args.run) / "config.json" if args.run else None
         preset = str(run_config) if run_config is not None and run_config.is_file() else "demo"
     config = load_config(preset, overrides)
-    label = Path(preset).stem if preset.endswith(".json") else preset
+    label = config.name if preset.endswith(".json") else preset
     device = resolve_device(args.device or config.device)
     shift_size = config.attfind.shift_size if args.shift_size is None else args.shift_size
     data = build_dataset(config.data, "test")
+    torch.manual_seed(args.seed)
     model, source = load_model(args, config, data, device)
     layout = model.generator.layout
     conv_dim, num_classes = layout.conv_dim, model.classifier.num_classes
@@ -228,6 +237,12 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"agreement   max |effect_fast - effect_naive| = {max_diff:.3g} over the {naive.numel()} compared values; "
           f"max |effect_naive| = {scale:.3g}, max |baseline logit| = {baseline_scale:.3g}")
 
+    if args.compare_bf16:
+        slow_bf16 = device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if slow_bf16 and conv_dim > 256:
+            print("note        this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 convs fall back to slow "
+                  "reference kernels; skipping the bf16 comparison for this model (try --config tiny)", flush=True)
+            args.compare_bf16 = False
     if args.compare_bf16:
         results = {}
         for name in ("float32", "bfloat16"):

@@ -37,7 +37,8 @@ log = logging.getLogger("stylex.attfind")
 
 EFFECTS_FORMAT = "stylex-effects"
 ATTRIBUTES_FORMAT = "stylex-attributes"
-CPU_MEMORY_BUDGET = 1 << 30  # bytes of activations per edit batch on CPU
+CPU_MEMORY_BUDGET = 128 << 20  # bytes of activations per edit batch on CPU: larger batches gain nothing
+# and glibc returns their big buffers to the OS after every forward (page faults dominate)
 GPU_MEMORY_SHARE = 0.6  # share of free GPU memory one edit batch may take
 
 
