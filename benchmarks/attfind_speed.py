@@ -1,7 +1,7 @@
 """AttFind effect-tensor speed: the published code's naive loop versus `compute_effects`, same model and device.
 
     python benchmarks/attfind_speed.py --config demo [--images 4] [--naive-coordinates 96] [--compare-bf16]
-    python benchmarks/attfind_speed.py --config fashion-sneaker-boot-gpu --device cuda [--precision auto]
+    python benchmarks/attfind_speed.py --config fashion-sneaker-boot-gpu --device cuda [--compare-bf16]
     python benchmarks/attfind_speed.py --run runs/demo [--variant stylex|stylex-nocst]
 
 Naive: `reference_effects` (one image, one coordinate, one direction, the whole generator and classifier per
@@ -54,8 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--naive-images", type=int, default=1, help="images for the naive loop")
     parser.add_argument("--naive-coordinates", type=int, default=96,
                         help="conv coordinates for the naive loop, evenly spaced over all layers")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="fast path precision (auto: bf16 on CUDA, fp32 on CPU; the naive loop is always fp32)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="fast path precision (the naive loop is always fp32)")
     parser.add_argument("--max-batch", type=int, default=0, help="edits per forward of the fast path (0: auto)")
     parser.add_argument("--shift-size", type=float, default=None, help="default: the config's attfind.shift_size")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-init networks")

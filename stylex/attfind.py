@@ -182,7 +182,7 @@ def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, 
 
 
 def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float = 1.0, *,
-                    out_dir: Path | None = None, chunk_images: int = 8, max_batch: int = 0, precision: str = "auto",
+                    out_dir: Path | None = None, chunk_images: int = 8, max_batch: int = 0, precision: str = "float32",
                     progress: bool = True) -> Effects:
     """The effect tensor [N, 2, K, C] of images given by their styles (one [N, dim] tensor per style layer, e.g.
     from `stats.encode_styles`).
@@ -190,7 +190,7 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
     out_dir: folder for resumable chunks (None: keep everything in memory). Chunks already there are reused
         when everything they depend on matches (model weights, styles, statistics, shift, precision).
     max_batch: edits per forward; 0 sizes it from free memory (`edit_batch_size`).
-    precision: 'auto' (bf16 on CUDA, fp32 on CPU), 'float32' or 'bfloat16'.
+    precision: 'float32' (default) or 'bfloat16' (autocast for synthesis convs and classifier; opt-in).
     Under torchrun, process r computes chunks r, r + world, ...; all processes then read the full tensor
     from out_dir (which must be on a filesystem they share).
     """

@@ -17,7 +17,7 @@ from pathlib import Path
 from stylex.errors import UserError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -131,7 +131,7 @@ class AttFindConfig:
     discard_inconsistent: bool = False  # skip coordinates whose both directions raise the target logit
     chunk_images: int = 8  # images per saved effect chunk (what a killed run can lose)
     max_batch: int = 0  # edits per generator forward; 0 = sized from free memory
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
+    precision: str = "float32"  # float32 | bfloat16 (opt-in; benchmarks/attfind_speed.py --compare-bf16)
     panel_images: int = 4  # images per attribute panel, where the attribute moves the logit most
     display_size: int = 128  # pixels per image in rendered figures and GIFs
     render_attributes: int = 10  # attributes rendered as panels and GIFs

@@ -114,7 +114,7 @@ def ranked_single_effects(effect: Tensor, target: int, limit: int) -> list[Attri
 @torch.no_grad()
 def independent(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, target: int | None = None,
                 num_attributes: int = 5, shift_size: float = 1.0, effect: Tensor | None = None,
-                precision: str = "auto") -> Explanation:
+                precision: str = "float32") -> Explanation:
     """Top-`num_attributes` attributes of this image by single effect on the target logit; the logits after
     applying the first 1, 2, ... of them together are reported (the classifier is re-run on each)."""
     styles, dtype, base_logits, source, target = _prepare(model, styles, stats, target, precision)
@@ -132,7 +132,7 @@ def independent(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats,
 @torch.no_grad()
 def subset(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, target: int | None = None,
            max_attributes: int = 10, shift_size: float = 1.0, candidates: int = 32, effect: Tensor | None = None,
-           precision: str = "auto") -> Explanation:
+           precision: str = "float32") -> Explanation:
     """Greedy subset: from the `candidates` coordinates with the largest single effects on the target logit,
     repeatedly add the one whose combined edit (with those chosen so far) raises the target logit most, by
     re-running G and C on every combination; stop when the decision flips or after `max_attributes`."""
@@ -162,7 +162,7 @@ def subset(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, targ
 
 @torch.no_grad()
 def sweep(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, edits: Sequence[Edit],
-          shift_size: float = 1.0, frames: int = 12, precision: str = "auto") -> tuple[Tensor, Tensor]:
+          shift_size: float = 1.0, frames: int = 12, precision: str = "float32") -> tuple[Tensor, Tensor]:
     """A smooth edit: the images and classifier logits with `edits` applied at shift 0 .. shift_size in
     `frames` steps ([frames, C, H, W], [frames, classes])."""
     layout = model.generator.layout
