@@ -297,7 +297,8 @@ def write_explanation(ctx: RunContext, explanation: Explanation, image: torch.Te
         header = (f"{explanation.strategy}: {classes[explanation.source]} -> {classes[target]}; "
                   f"p({classes[target]}) in the corner; {flipped}")
         figure = render.counterfactual_figure(reconstruction[0], counterfactuals, float(probabilities[0]),
-                                              probabilities[1:].tolist(), titles=titles, size=cfg.display_size,
+                                              probabilities[1:].tolist(), titles=["reconstruction", *titles],
+                                              size=cfg.display_size,
                                               header=header)
         files.append(render.save_png(figure, out_dir / "figure.png"))
         files.append(render.flicker_gif(reconstruction[0], counterfactuals[-1], float(probabilities[0]),
