@@ -224,7 +224,19 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
               unit_scale=True, disable=not progress or total == 0, smoothing=0.1) as bar:
         for chunk in todo:
             chunk_styles = [s[rows_of[chunk]].to(device).float() for s in styles]
-            held[chunk] = _chunk_effects(model, chunk_styles, stats, shift_size, dtype, batch_size, bar)
+            while True:
+                done_before = bar.n
+                try:
+                    held[chunk] = _chunk_effects(model, chunk_styles, stats, shift_size, dtype, batch_size, bar)
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if batch_size <= 1:
+                        raise UserError("out of GPU memory even at one edit per forward; free the GPU or use "
+                                        "--device cpu") from None
+                    batch_size //= 2  # the probe underestimated (e.g. another process took memory): retry smaller
+                    log.warning("out of GPU memory: retrying the chunk with %d edits per forward", batch_size)
+                    torch.cuda.empty_cache()
+                    bar.update(done_before - bar.n)
             store.write(chunk, *held[chunk])
     dist.barrier()
     parts = [held[c] if c in held else store.read(c) for c in chunks]

@@ -245,3 +245,21 @@ def test_attfind_cli_errors(tmp_path, capsys):
 
     assert main(["attfind", "--run", str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_out_of_memory_retries_the_chunk_with_smaller_batches(tiny, monkeypatch):
+    model, styles, stats = tiny
+    expected = compute_effects(model, styles, stats, chunk_images=5, max_batch=16, progress=False)
+    real_chunk = attfind_module._chunk_effects
+    batches = []
+
+    def limited_memory(model, styles, stats, shift_size, dtype, batch_size, bar):
+        batches.append(batch_size)
+        if batch_size > 20:  # what a GPU that is fuller than the probe measured does
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated: no GPU on the test machine)")
+        return real_chunk(model, styles, stats, shift_size, dtype, batch_size, bar)
+
+    monkeypatch.setattr(attfind_module, "_chunk_effects", limited_memory)
+    effects = compute_effects(model, styles, stats, chunk_images=5, max_batch=64, progress=False)
+    assert batches == [64, 32, 16] and effects.meta["edit_batch"] == 16
+    torch.testing.assert_close(effects.effect, expected.effect, rtol=0, atol=0)
