@@ -161,12 +161,11 @@ def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, 
             rows = torch.arange(first, min(first + batch_size, n * 2 * dim))
             image_of, rest = rows // (2 * dim), rows % (2 * dim)
             direction, channel = rest // dim, rest % dim
-            if image_of[0] == image_of[-1]:  # one image: broadcast its state and later styles (no copies)
-                picked = slice(int(image_of[0]), int(image_of[0]) + 1)
-                state = states[spec.index].select(picked)
-            else:
-                picked = image_of.to(device)
-                state = states[spec.index].select(picked)
+            first_image, last_image = int(image_of[0]), int(image_of[-1])  # on CPU: no device sync
+            image_of = image_of.to(device)
+            # one image: a [1, ...] slice broadcasts its state and later styles to the batch (no copies)
+            picked = slice(first_image, first_image + 1) if first_image == last_image else image_of
+            state = states[spec.index].select(picked)
             direction, channel = direction.to(device), channel.to(device)
             layer_style = styles[spec.index][picked].expand(len(rows), -1).clone()
             row_index = torch.arange(len(rows), device=device)
@@ -176,7 +175,7 @@ def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, 
             with autocast(device, precision):
                 out, _ = generator.synthesize(edited, start=spec.index, state=state)
                 logits = classifier(out).float()
-            effect[image_of.to(device), direction, spec.conv_offset + channel] = logits - baseline[image_of.to(device)]
+            effect[image_of, direction, spec.conv_offset + channel] = logits - baseline[image_of]
             bar.update(len(rows))
     return effect.cpu(), baseline.cpu()
 

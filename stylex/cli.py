@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser(
         "explain", help="explain the classifier's decision on one image (Independent or Subset)",
-        description="Counterfactual explanation of one image: figure.png (original beside counterfactuals), "
+        description="Counterfactual explanation of one image: figure.png (reconstruction beside counterfactuals), "
         "flicker.gif, sweep.gif and summary.json in RUN/explanations/IMAGE-STRATEGY/ (or --out). Needs the "
         "style statistics written by `stylex attfind`.")
     _add_run_options(explain)

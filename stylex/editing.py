@@ -84,8 +84,11 @@ def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats
     return out
 
 
-def select_rows(styles: Sequence[Tensor], rows: Tensor | slice) -> list[Tensor]:
-    return [s[rows] for s in styles]
+def edit_sets_of_one(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats,
+                     edit_sets: Sequence[Sequence[Edit]], shift_size: float = 1.0) -> list[Tensor]:
+    """One image's styles ([1, dim] per layer) edited by each edit set in turn: row r carries edit_sets[r]."""
+    rows = [edit_styles(styles, layout, stats, edits, shift_size) for edits in edit_sets]
+    return [torch.cat(parts) for parts in zip(*rows, strict=True)]
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from stylex.attfind import Attribute, compute_effects
 from stylex.checkpoint import StylexModel
-from stylex.editing import Edit, edit_styles, render, resolve_precision
+from stylex.editing import Edit, edit_sets_of_one, edit_styles, render, resolve_precision
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.stats import StyleStats
@@ -65,12 +65,6 @@ def _check_one_image(styles: Sequence[Tensor], layout: StyleLayout) -> list[Tens
     return list(styles)
 
 
-def _edited_rows(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats,
-                 edit_sets: Sequence[Sequence[Edit]], shift_size: float) -> list[Tensor]:
-    rows = [edit_styles(styles, layout, stats, edits, shift_size) for edits in edit_sets]
-    return [torch.cat(parts) for parts in zip(*rows, strict=True)]
-
-
 def _first_flip(logits: Tensor, source: int) -> int | None:
     flipped = (logits.argmax(dim=1) != source).nonzero()
     return int(flipped[0]) if len(flipped) else None
@@ -105,10 +99,13 @@ def _single_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats,
 def ranked_single_effects(effect: Tensor, target: int, limit: int) -> list[Attribute]:
     """Coordinates ranked by their best single effect on logit `target` (each coordinate once, in its
     better direction), at most `limit`, positive effects only."""
-    scores = effect[..., target]  # [2, K]
-    best, direction = scores.max(dim=0)
-    order = best.argsort(descending=True)[:limit]
-    return [Attribute(int(k), int(direction[k]), float(best[k]), target) for k in order if best[k] > 0]
+    return [a for a in _best_directions(effect, target, limit) if a.mean_effect > 0]
+
+
+def _best_directions(effect: Tensor, target: int, limit: int) -> list[Attribute]:
+    """The `limit` coordinates with the largest single effect on logit `target`, each in its better direction."""
+    best, direction = effect[..., target].max(dim=0)  # over the two directions: [K]
+    return [Attribute(int(k), int(direction[k]), float(best[k]), target) for k in best.argsort(descending=True)[:limit]]
 
 
 @torch.no_grad()
@@ -124,7 +121,7 @@ def independent(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats,
     edit_sets = [[(a.coordinate, a.direction) for a in chosen[:i]] for i in range(1, len(chosen) + 1)]
     logits = base_logits[None]
     if edit_sets:
-        _, edited = render(model, _edited_rows(styles, layout, stats, edit_sets, shift_size), dtype)
+        _, edited = render(model, edit_sets_of_one(styles, layout, stats, edit_sets, shift_size), dtype)
         logits = torch.cat([logits, edited])
     return Explanation("independent", source, target, chosen, logits.cpu(), _first_flip(logits, source))
 
@@ -140,17 +137,14 @@ def subset(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, targ
     if max_attributes < 1 or candidates < 1:
         raise UserError("max_attributes and candidates must be >= 1")
     effect = _single_effects(model, styles, stats, shift_size, effect, precision)
-    scores = effect[..., target]
-    best, direction = scores.max(dim=0)
-    pool = [Attribute(int(k), int(direction[k]), float(best[k]), target)
-            for k in best.argsort(descending=True)[:candidates]]
+    pool = _best_directions(effect, target, candidates)
     layout = model.generator.layout
     chosen: list[Attribute] = []
     path = [base_logits]
     while pool and len(chosen) < max_attributes:
         prefix = [(a.coordinate, a.direction) for a in chosen]
         edit_sets = [[*prefix, (a.coordinate, a.direction)] for a in pool]
-        _, logits = render(model, _edited_rows(styles, layout, stats, edit_sets, shift_size), dtype)
+        _, logits = render(model, edit_sets_of_one(styles, layout, stats, edit_sets, shift_size), dtype)
         pick = int(logits[:, target].argmax())
         chosen.append(pool.pop(pick))
         path.append(logits[pick])

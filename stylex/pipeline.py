@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from stylex.checkpoint import StylexModel, checkpoint_path, load_stylex
 from stylex.classifier import load as load_classifier
 from stylex.config import Config, load_config
 from stylex.data import ImageDataset, build_dataset
-from stylex.editing import edit_styles, resolve_precision
+from stylex.editing import edit_sets_of_one, edit_styles, resolve_precision
 from stylex.editing import render as render_styles
 from stylex.errors import UserError
 from stylex.explain import Explanation, explain, sweep
-from stylex.runtime import Distributed, code_version, resolve_device
+from stylex.layout import StyleLayout
+from stylex.runtime import Distributed, code_version, process_device
 from stylex.stats import StyleStats, encode_styles, load_stats, save_stats
 
 log = logging.getLogger("stylex.pipeline")
@@ -67,9 +67,7 @@ def open_run(run_dir: Path, cst: bool = True, overrides: list[str] | None = None
     if device:
         overrides.append(f"device={device}")
     config = load_config(str(config_file), overrides)
-    target = resolve_device(config.device)
-    if Distributed.from_environment(target).world_size > 1 and target.type == "cuda":
-        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    target = process_device(config.device)
     classifier_file = run_dir / "classifier.pt"
     if not classifier_file.is_file():
         raise UserError(f"no classifier at {classifier_file}; run `stylex train-classifier` for this run first")
@@ -160,8 +158,6 @@ def ranked_for_display(attributes: AttributeSet) -> list[Attribute]:
 
 
 def format_attributes(attributes: AttributeSet) -> str:
-    from stylex.layout import StyleLayout
-
     layout = StyleLayout.from_summary(attributes.layout)
     lines = [f"{attributes.method}: images per predicted class "
              f"{dict(zip(attributes.classes, attributes.settings['images_per_class'], strict=True))}"]
@@ -287,9 +283,8 @@ def write_explanation(ctx: RunContext, explanation: Explanation, image: torch.Te
     probabilities = explanation.probabilities[:, target]
     files = []
     if edit_sets:
-        rows = [torch.cat(parts) for parts in
-                zip(*(edit_styles(styles, layout, stats, edits, cfg.shift_size) for edits in edit_sets), strict=True)]
-        counterfactuals, _ = render_styles(ctx.model, rows, dtype)
+        counterfactuals, _ = render_styles(
+            ctx.model, edit_sets_of_one(styles, layout, stats, edit_sets, cfg.shift_size), dtype)
         titles = [f"+ {layout.locate(a.coordinate)[0]} ch {layout.locate(a.coordinate)[1]} "
                   f"{'↑' if a.direction else '↓'}" for a in explanation.attributes]
         flipped = (f"decision flips to {classes[target]} after {explanation.flipped_at} attribute(s)"

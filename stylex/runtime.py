@@ -28,6 +28,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def process_device(name: str) -> torch.device:
+    """`resolve_device`, except that each torchrun process takes the GPU of its LOCAL_RANK."""
+    if "LOCAL_RANK" in os.environ and torch.cuda.is_available() and name in ("auto", "cuda"):
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return resolve_device(name)
+
+
 @functools.cache
 def code_version() -> str:
     """Package version plus the git commit of the checkout it runs from (with -dirty), when there is one."""

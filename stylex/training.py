@@ -18,7 +18,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -41,7 +40,7 @@ from stylex.classifier import Classifier
 from stylex.config import Config
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
-from stylex.runtime import Distributed
+from stylex.runtime import Distributed, process_device
 
 log = logging.getLogger("stylex.training")
 
@@ -54,11 +53,7 @@ class TrainingDiverged(UserError):
 
 
 def training_device(config: Config) -> torch.device:
-    from stylex.runtime import resolve_device
-
-    if "LOCAL_RANK" in os.environ and torch.cuda.is_available() and config.device in ("auto", "cuda"):
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return resolve_device(config.device)
+    return process_device(config.device)
 
 
 def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
