@@ -11,16 +11,24 @@ records that for the evaluations. This is not the difference-of-means estimator,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from stylex.attfind import Attribute, AttributeSet
+from stylex.editing import Edit, check_edits
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.runtime import code_version
+from stylex.stats import StyleStats
 
+log = logging.getLogger("baselines.wu")
+
+# One unit of shift moves a Wu channel by 3 population stds: about the distance from a typical style to its
+# extreme over a few hundred images, where AttFind's shift of 1 takes it (Wu et al.'s own UI uses 5).
+DEFAULT_ALPHA = 3.0
 EPS = 1e-8  # keeps constant channels (std 0) from dividing by zero; they score 0
 
 
@@ -74,13 +82,42 @@ def select_from_layers(styles: Sequence[Tensor], layout: StyleLayout, positives:
 
 
 def attribute_set(styles: Sequence[Tensor], layout: StyleLayout, predicted: Tensor, classes: list[str],
-                  num_attributes: int = 10, provenance: dict | None = None) -> AttributeSet:
-    """Per class c: Wu et al. channels with positives = images predicted as c (directions move toward c)."""
+                  num_attributes: int = 10, alpha: float = DEFAULT_ALPHA,
+                  provenance: dict | None = None) -> AttributeSet:
+    """Per class c: Wu et al. channels with positives = images predicted as c (directions move toward c).
+    `alpha` (population stds per unit of shift) is recorded with the set, so every evaluation edits alike."""
     predicted = torch.as_tensor(predicted)
-    per_class = {c: select_from_layers(styles, layout, predicted == c, num_attributes, target=c)
-                 for c in range(len(classes))}
+    per_class = {}
+    for c, name in enumerate(classes):
+        if int((predicted == c).sum()) < 2:  # no consistent deviation to measure: nothing moves images toward c
+            log.warning("Wu et al.: fewer than 2 of %d images are predicted as %s; no attributes toward it",
+                        len(predicted), name)
+            per_class[c] = []
+            continue
+        per_class[c] = select_from_layers(styles, layout, predicted == c, num_attributes, target=c)
     settings = {"num_attributes": num_attributes, "num_images": int(predicted.numel()),
                 "images_per_class": torch.bincount(predicted, minlength=len(classes)).tolist(),
-                "edit_scale": "population std"}
+                "edit_scale": "population std", "alpha": float(alpha)}
     return AttributeSet("wu", list(classes), per_class, None, layout.summary(), settings,
                         {"code_version": code_version(), **(provenance or {})})
+
+
+def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
+                alpha: float | Tensor) -> list[Tensor]:
+    """Wu et al.'s edit, `s_c += alpha * sigma_pop,c` toward the attribute (direction 1 adds, 0 subtracts),
+    on every row of `styles` (one [B, dim] tensor per layer); sigma_pop is the std over the statistics' images.
+    `alpha` may be a [B] tensor (one per row)."""
+    edits = check_edits(edits, layout)
+    out = list(styles)
+    cloned: set[int] = set()
+    for coordinate, direction in edits:
+        name, channel = layout.locate(coordinate)
+        index = layout.layer(name).index
+        if index not in cloned:
+            out[index] = out[index].clone()
+            cloned.add(index)
+        column = out[index][:, channel]
+        size = alpha.to(column) if isinstance(alpha, Tensor) else alpha
+        sign = 1.0 if direction else -1.0
+        out[index][:, channel] = column + sign * size * stats.std[coordinate].to(column)
+    return out

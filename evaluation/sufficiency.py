@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from evaluation import counterfactuals
 from evaluation.intervals import wilson_interval
-from stylex.attfind import AttributeSet
+from evaluation.methods import Method
 from stylex.checkpoint import StylexModel
-from stylex.editing import edit_styles, render
 from stylex.errors import UserError
-from stylex.explain import default_target, independent, subset
+from stylex.explain import independent, subset
 from stylex.stats import StyleStats
 
 
@@ -41,44 +42,32 @@ def curve(flipped: Tensor) -> list[dict]:
     return rows
 
 
-def _baseline(model: StylexModel, styles: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    _, logits = render(model, styles)
-    return logits, logits.argmax(dim=1)
-
-
 @torch.no_grad()
-def class_level(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, attributes: AttributeSet,
-                max_k: int = 10, shift_size: float = 1.0) -> Tensor:
-    """flipped [N, max_k]: the first k attributes toward each image's target class, all shifted at once.
-    Shifts go toward the min/max over the AttFind set (AttFind's edit)."""
-    layout = model.generator.layout
-    logits, predicted = _baseline(model, styles)
-    targets = torch.tensor([default_target(row) for row in logits])
+def class_level(model: StylexModel, styles: Sequence[Tensor], method: Method, max_k: int = 10,
+                shift_size: float = 1.0) -> Tensor:
+    """flipped [N, max_k]: the first k of the method's attributes toward each image's target class, all shifted
+    at once by the method's own edit rule. Where the method found fewer than k attributes the curve stays at
+    its last value."""
+    _, logits, targets = counterfactuals.reconstruction(model, styles)
+    predicted = logits.argmax(dim=1)
     flipped = torch.zeros(len(predicted), max_k, dtype=torch.bool)
-    for target in targets.unique().tolist():
-        rows = (targets == target).nonzero().flatten()
-        ranked = attributes.toward(target)
-        group = [s[rows] for s in styles]
-        for k in range(1, max_k + 1):
-            edits = [(a.coordinate, a.direction) for a in ranked[:k]]
-            if len(edits) < k:  # the method found fewer attributes: the curve stays flat from here
-                flipped[rows, k - 1] = flipped[rows, k - 2] if k > 1 else False
-                continue
-            _, edited = render(model, edit_styles(group, layout, stats, edits, shift_size))
-            flipped[rows, k - 1] = edited.argmax(dim=1) != predicted[rows]
+    for k, _, edited, _ in counterfactuals.class_level(model, styles, method, range(1, max_k + 1), shift_size,
+                                                      targets):
+        flipped[:, k - 1] = edited.argmax(dim=1) != predicted
     return flipped
 
 
 @torch.no_grad()
 def image_level(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, strategy: str, max_k: int = 10,
-                shift_size: float = 1.0, effects: Tensor | None = None) -> Tensor:
+                shift_size: float = 1.0, effects: Tensor | None = None, candidates: int = 32,
+                progress: bool = False) -> Tensor:
     """flipped [N, max_k] for Independent or Subset explanations of every image (`effects` [N, 2, K, C]: the
     images' rows of the effect tensor, computed for this shift, to skip recomputing them)."""
     if strategy not in ("independent", "subset"):
         raise UserError(f"strategy must be independent or subset, got {strategy!r}")
     count = styles[0].shape[0]
     flipped = torch.zeros(count, max_k, dtype=torch.bool)
-    for n in range(count):
+    for n in tqdm(range(count), desc=f"sufficiency {strategy}", unit="image", disable=not progress):
         one = [s[n:n + 1] for s in styles]
         effect = None if effects is None else effects[n]
         if strategy == "independent":
@@ -88,7 +77,8 @@ def image_level(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats,
             if len(changed) < max_k and len(changed):
                 flipped[n, len(changed):] = changed[-1]
         else:
-            explanation = subset(model, one, stats, max_attributes=max_k, shift_size=shift_size, effect=effect)
+            explanation = subset(model, one, stats, max_attributes=max_k, shift_size=shift_size, effect=effect,
+                                 candidates=candidates)
             if explanation.flipped_at is not None:
                 flipped[n, explanation.flipped_at - 1:] = True
     return flipped

@@ -152,6 +152,53 @@ class AttFindConfig:
                 raise UserError(f"attfind.{name} must be a finite number > 0, got {getattr(self, name)}")
 
 
+STRATEGIES = ("class_level", "independent", "subset")
+FID_FEATURES = ("inception", "classifier")
+
+
+@dataclass
+class EvaluationConfig:
+    """`stylex benchmark`: the comparison of Wu et al., StylEx w/o CST and StylEx (DESIGN section 7).
+
+    Every metric is measured on the AttFind images (their effect tensors are already computed), the first
+    num_images of them; the paper used 1000."""
+
+    num_images: int = 0  # images evaluated, the first of the AttFind set; 0 = all of it
+    max_k: int = 10  # sufficiency curves over k = 1..max_k attributes
+    table_k: int = 10  # the k of the Table 3 cell (class-level top-k, as the paper)
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    subset_candidates: int = 32  # Subset searches the image's best single attributes, this many
+    wu_alpha: float = 3.0  # Wu et al. edits: population stds moved per unit of shift
+    fid_features: str = "inception"  # inception (FID, needs the pytorch-fid weights cached) | classifier
+    fid_shift_sizes: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    fid_top: int = 10  # FID of counterfactuals with the top-i attributes changed, i = 1..fid_top
+    recovery_k: int = 10  # shapes only: precision and distinctness of each method's top-k
+    probe_steps: int = 600  # training steps of the shapes factor probes
+    start_from: str = ""  # folder of trained models (classifier.pt, checkpoints/) copied into a new run
+
+    def __post_init__(self):
+        unknown = sorted(set(self.strategies) - set(STRATEGIES))
+        if unknown or not self.strategies:
+            raise UserError(f"evaluation.strategies must be a non-empty subset of {', '.join(STRATEGIES)}, "
+                            f"got {self.strategies}")
+        if self.fid_features not in FID_FEATURES:
+            raise UserError(f"evaluation.fid_features must be one of {', '.join(FID_FEATURES)}, "
+                            f"got {self.fid_features!r}")
+        for name in ("max_k", "table_k", "subset_candidates", "fid_top", "recovery_k", "probe_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_images < 0:
+            raise UserError(f"evaluation.num_images must be >= 0 (0 = all AttFind images), got {self.num_images}")
+        if self.table_k > self.max_k:
+            raise UserError(f"evaluation.table_k ({self.table_k}) must be <= evaluation.max_k ({self.max_k})")
+        for value in [self.wu_alpha, *self.fid_shift_sizes]:
+            if not math.isfinite(value) or value <= 0:
+                raise UserError("evaluation.wu_alpha and evaluation.fid_shift_sizes must be finite numbers > 0, "
+                                f"got {value!r}")
+        if not self.fid_shift_sizes:
+            raise UserError("evaluation.fid_shift_sizes needs at least one shift size")
+
+
 @dataclass
 class Config:
     name: str = "demo"  # run directory name under the runs folder
@@ -162,6 +209,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     attfind: AttFindConfig = field(default_factory=AttFindConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -205,8 +253,14 @@ def _coerce(value, hint, key: str):
     for option in options:
         if typing.get_origin(option) is list:
             items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-            if isinstance(items, list) and all(isinstance(v, str) for v in items):
+            item_type = typing.get_args(option)[0]
+            if isinstance(items, list) and all(isinstance(v, str) for v in items) and item_type is str:
                 return items
+            if isinstance(items, list) and item_type is float and not any(isinstance(v, bool) for v in items):
+                try:
+                    return [float(v) for v in items]
+                except (TypeError, ValueError):
+                    pass
         elif option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         elif option in (bool, int, str) and type(value) is option:

@@ -8,7 +8,7 @@ tensors instead is re-entrant, batchable, and leaves the model untouched if anyt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -20,6 +20,8 @@ from stylex.layout import StyleLayout
 from stylex.stats import StyleStats
 
 Edit = tuple[int, int]  # (conv-only flat coordinate, direction: 0 toward the minimum, 1 toward the maximum)
+# (styles, edits, shift_size) -> edited styles: how a method edits (AttFind's rule below; baselines bring theirs)
+EditFn = Callable[[Sequence[Tensor], Sequence[Edit], "float | Tensor"], list[Tensor]]
 
 
 def shifted(current: Tensor, target: Tensor, shift_size: float | Tensor) -> Tensor:
@@ -82,6 +84,11 @@ def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats
         size = shift_size.to(column) if isinstance(shift_size, Tensor) else shift_size
         out[index][:, channel] = shifted(column, target, size)
     return out
+
+
+def attfind_edit(layout: StyleLayout, stats: StyleStats) -> EditFn:
+    """AttFind's edit rule as an EditFn (toward the min / max over the statistics' images)."""
+    return lambda styles, edits, shift_size: edit_styles(styles, layout, stats, edits, shift_size)
 
 
 def edit_sets_of_one(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats,

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from stylex.attfind import Attribute, compute_effects
 from stylex.checkpoint import StylexModel
-from stylex.editing import Edit, edit_sets_of_one, edit_styles, render, resolve_precision
+from stylex.editing import Edit, EditFn, attfind_edit, edit_sets_of_one, render, resolve_precision
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.stats import StyleStats
@@ -156,9 +156,10 @@ def subset(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, targ
 
 @torch.no_grad()
 def sweep(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, edits: Sequence[Edit],
-          shift_size: float = 1.0, frames: int = 12, precision: str = "float32") -> tuple[Tensor, Tensor]:
+          shift_size: float = 1.0, frames: int = 12, precision: str = "float32",
+          edit: EditFn | None = None) -> tuple[Tensor, Tensor]:
     """A smooth edit: the images and classifier logits with `edits` applied at shift 0 .. shift_size in
-    `frames` steps ([frames, C, H, W], [frames, classes])."""
+    `frames` steps ([frames, C, H, W], [frames, classes]); `edit` is the method's rule (default AttFind's)."""
     layout = model.generator.layout
     styles = _check_one_image(styles, layout)
     if frames < 2:
@@ -166,7 +167,8 @@ def sweep(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, edits
     dtype = resolve_precision(precision, next(model.generator.parameters()).device)
     rows = [s.expand(frames, -1) for s in styles]
     sizes = torch.linspace(0, shift_size, frames)
-    return render(model, edit_styles(rows, layout, stats, edits, sizes), dtype)
+    edit = edit or attfind_edit(layout, stats)
+    return render(model, edit(rows, edits, sizes), dtype)
 
 
 def explain(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, strategy: str, **options

@@ -26,7 +26,7 @@ from stylex.checkpoint import StylexModel, checkpoint_path, load_stylex
 from stylex.classifier import load as load_classifier
 from stylex.config import Config, load_config
 from stylex.data import ImageDataset, build_dataset
-from stylex.editing import edit_sets_of_one, edit_styles, resolve_precision
+from stylex.editing import EditFn, attfind_edit, edit_sets_of_one, resolve_precision
 from stylex.editing import render as render_styles
 from stylex.errors import UserError
 from stylex.explain import Explanation, explain, sweep
@@ -112,10 +112,20 @@ def style_statistics(ctx: RunContext, styles: list[torch.Tensor], indices: list[
     return stats
 
 
-def attfind_run(run_dir: Path, cst: bool = True, overrides: list[str] | None = None, device: str | None = None,
-                recompute: bool = False, progress: bool = True) -> Path:
-    """Stats, effects, AttFind and rendering for one StylEx variant of a run; returns the attribute file."""
-    ctx = open_run(run_dir, cst, overrides, device)
+@dataclass
+class AttFindResult:
+    """What AttFind on one variant produced, kept in memory for the evaluations that follow it."""
+
+    indices: list[int]  # the AttFind images (positions in the split), effects order
+    styles: list[torch.Tensor]  # their styles, one [N, dim] tensor per layer (layout order)
+    stats: StyleStats
+    effects: Effects
+    attributes: AttributeSet
+
+
+def attfind_variant(ctx: RunContext, recompute: bool = False, progress: bool = True) -> AttFindResult | None:
+    """Encode the AttFind images, then stats.pt, the effect tensor (resumable) and the attribute file, reusing
+    what matches. Under torchrun every rank computes its effect chunks; only rank 0 gets the result."""
     cfg = ctx.config.attfind
     dataset = build_dataset(ctx.config.data, cfg.split)
     indices = attfind_indices(ctx.config, dataset)
@@ -130,16 +140,29 @@ def attfind_run(run_dir: Path, cst: bool = True, overrides: list[str] | None = N
                               chunk_images=cfg.chunk_images, max_batch=cfg.max_batch, precision=cfg.precision,
                               progress=progress)
     if not dist.is_main:
-        return attributes_path(ctx.run_dir, ctx.variant)
+        return None
     attributes = find_attributes(
         effects, ctx.classes, ctx.model.generator.layout, ctx.variant, cfg.num_attributes, cfg.threshold,
         cfg.discard_inconsistent,
         provenance={"config": ctx.config.to_dict(), "checkpoint_step": ctx.model.step, "stats_source": stats.source,
                     "effects": effects.meta})
-    path = attributes.save(attributes_path(ctx.run_dir, ctx.variant))
-    figures = render_attributes(ctx, attributes, effects, styles, stats, ctx.run_dir / "attfind" / ctx.variant)
-    print(format_attributes(attributes))
-    print(f"wrote {path} and {len(figures)} figures/GIFs under {ctx.run_dir / 'attfind' / ctx.variant}")
+    attributes.save(attributes_path(ctx.run_dir, ctx.variant))
+    return AttFindResult(indices, styles, stats, effects, attributes)
+
+
+def attfind_run(run_dir: Path, cst: bool = True, overrides: list[str] | None = None, device: str | None = None,
+                recompute: bool = False, progress: bool = True) -> Path:
+    """Stats, effects, AttFind and rendering for one StylEx variant of a run; returns the attribute file."""
+    ctx = open_run(run_dir, cst, overrides, device)
+    result = attfind_variant(ctx, recompute, progress)
+    path = attributes_path(ctx.run_dir, ctx.variant)
+    if result is None:
+        return path
+    out_dir = ctx.run_dir / "attfind" / ctx.variant
+    figures = render_attributes(ctx, result.attributes, result.styles, result.stats, out_dir,
+                                effects=result.effects)
+    print(format_attributes(result.attributes))
+    print(f"wrote {path} and {len(figures)} figures/GIFs under {out_dir}")
     return path
 
 
@@ -176,26 +199,48 @@ def attribute_title(a: Attribute, layout, classes: list[str]) -> str:
 
 
 @torch.no_grad()
-def render_attributes(ctx: RunContext, attributes: AttributeSet, effects: Effects, styles: list[torch.Tensor],
-                      stats: StyleStats, out_dir: Path) -> list[Path]:
+def target_gains(ctx: RunContext, styles: list[torch.Tensor], a: Attribute, candidates: torch.Tensor,
+                 edit: EditFn, dtype: torch.dtype) -> torch.Tensor:
+    """Change of the target logit on each candidate image when `a` is applied with `edit` (re-rendered)."""
+    rows = [s[candidates] for s in styles]
+    _, before = render_styles(ctx.model, rows, dtype)
+    _, after = render_styles(ctx.model, edit(rows, [(a.coordinate, a.direction)], ctx.config.attfind.shift_size),
+                             dtype)
+    return (after - before)[:, a.target]
+
+
+@torch.no_grad()
+def render_attributes(ctx: RunContext, attributes: AttributeSet, styles: list[torch.Tensor], stats: StyleStats,
+                      out_dir: Path, effects: Effects | None = None, edit: EditFn | None = None) -> list[Path]:
     """Per attribute: a panel over the images where it raises the target logit most (among images predicted as
-    another class), a flicker GIF and a sweep GIF on the first of them; plus summary.json."""
+    another class), a flicker GIF and a sweep GIF on the first of them; plus summary.json.
+
+    `edit` is the method's edit rule (default AttFind's); the images are ranked by the effect tensor when it
+    was computed with that rule (`effects`), else by re-rendering each attribute on every candidate."""
     cfg = ctx.config.attfind
     layout = ctx.model.generator.layout
     dtype = resolve_precision(cfg.precision, ctx.device)
-    predicted = effects.predicted
+    if effects is not None and edit is not None:
+        raise UserError("render_attributes ranks images by `effects` only for AttFind's own edit; pass one of them")
+    edit = edit or attfind_edit(layout, stats)
+    if effects is not None:
+        predicted = effects.predicted
+    else:
+        _, logits = render_styles(ctx.model, styles, dtype)
+        predicted = logits.argmax(1).cpu()
     written: list[Path] = []
     summary = []
     for rank, a in enumerate(ranked_for_display(attributes)[:cfg.render_attributes], 1):
         candidates = (predicted != a.target).nonzero().flatten()
         if len(candidates) == 0:
             continue
-        gains = effects.effect[candidates, a.direction, a.coordinate, a.target]
+        gains = (effects.effect[candidates, a.direction, a.coordinate, a.target] if effects is not None
+                 else target_gains(ctx, styles, a, candidates, edit, dtype).cpu())
         chosen = candidates[gains.argsort(descending=True)[:cfg.panel_images]]
         rows = [s[chosen] for s in styles]
         originals, base_logits = render_styles(ctx.model, rows, dtype)
-        edited, edited_logits = render_styles(
-            ctx.model, edit_styles(rows, layout, stats, [(a.coordinate, a.direction)], cfg.shift_size), dtype)
+        edited, edited_logits = render_styles(ctx.model, edit(rows, [(a.coordinate, a.direction)], cfg.shift_size),
+                                              dtype)
         p_before = base_logits.softmax(1)[:, a.target]
         p_after = edited_logits.softmax(1)[:, a.target]
         title = f"#{rank} {attribute_title(a, layout, attributes.classes)}; p({attributes.classes[a.target]})"
@@ -206,7 +251,7 @@ def render_attributes(ctx: RunContext, attributes: AttributeSet, effects: Effect
                                           f"{stem}-flicker.gif", size=cfg.display_size))
         one = [s[chosen[:1]] for s in styles]
         frames, frame_logits = sweep(ctx.model, one, stats, [(a.coordinate, a.direction)], cfg.shift_size,
-                                     SWEEP_FRAMES, cfg.precision)
+                                     SWEEP_FRAMES, cfg.precision, edit=edit)
         written.append(render.sweep_gif(frames, frame_logits.softmax(1)[:, a.target], f"{stem}-sweep.gif",
                                         size=cfg.display_size))
         summary.append({"rank": rank, **a.describe(layout), "images": [int(i) for i in chosen],

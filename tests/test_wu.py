@@ -5,6 +5,7 @@ from baselines import wu
 from stylex.attfind import AttributeSet
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.stats import StyleStats
 
 
 def planted(n=400, k=60, seed=0):
@@ -80,3 +81,30 @@ def test_bad_inputs():
         wu.select(styles, positives[:-1])
     with pytest.raises(UserError, match=r"\[N, K\]"):
         wu.select(styles[0], positives)
+
+
+def test_wu_edit_moves_alpha_population_stds_toward_the_attribute():
+    layout = StyleLayout(8, channel_base=64, channel_max=4)
+    generator = torch.Generator().manual_seed(3)
+    styles = [torch.randn(6, layer.dim, generator=generator) for layer in layout.layers]
+    stats = StyleStats.from_styles(layout.conv_flatten(styles), {"test": True})
+    k = layout.conv_index("b8.conv0", 1)
+    name, channel = layout.locate(k)
+    index = layout.layer(name).index
+    up = wu.edit_styles(styles, layout, stats, [(k, 1)], alpha=2.5)
+    down = wu.edit_styles(styles, layout, stats, [(k, 0)], alpha=torch.full((6,), 2.5))
+    step = 2.5 * stats.std[k]
+    assert torch.allclose(up[index][:, channel] - styles[index][:, channel], step.expand(6))
+    assert torch.allclose(styles[index][:, channel] - down[index][:, channel], step.expand(6))
+    untouched = [i for i in range(layout.conv_dim) if i != k]
+    assert torch.equal(layout.conv_flatten(up)[:, untouched], layout.conv_flatten(styles)[:, untouched])
+    assert up[index] is not styles[index]  # the input styles are never modified
+
+
+def test_a_class_nobody_is_assigned_to_gets_no_attributes(caplog):
+    layout = StyleLayout(8, channel_base=64, channel_max=4)
+    generator = torch.Generator().manual_seed(4)
+    styles = [torch.randn(30, layer.dim, generator=generator) for layer in layout.layers]
+    found = wu.attribute_set(styles, layout, torch.zeros(30, dtype=torch.long), ["a", "b"], num_attributes=3)
+    assert found.per_class[1] == [] and len(found.per_class[0]) == 3
+    assert "fewer than 2" in caplog.text

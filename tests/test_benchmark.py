@@ -1,0 +1,91 @@
+import json
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+from conftest import TINY_RUN_OVERRIDES
+from PIL import Image
+
+from evaluation.benchmark import run_benchmark
+from stylex.cli import main
+from stylex.config import load_config
+
+# The benchmark on a micro config: the session's tiny run (classifier + StylEx) plus everything the benchmark
+# adds itself (the w/o-CST generator, AttFind on both, Wu et al., all evaluations, the report).
+MICRO = [*TINY_RUN_OVERRIDES, "attfind.num_attributes=3", "attfind.render_attributes=2", "evaluation.max_k=3",
+         "evaluation.table_k=3", "evaluation.fid_top=2", "evaluation.fid_shift_sizes=1.0,2.0",
+         "evaluation.fid_features=classifier", "evaluation.recovery_k=3", "evaluation.probe_steps=30",
+         "evaluation.subset_candidates=4", "evaluation.num_images=8"]
+REPORT_FILES = ["index.html", "README.md", "metrics.json", "table3.tex", "sufficiency.png", "fid.png"]
+
+
+class ImageSources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture(scope="module")
+def micro_run(tiny_run, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("bench") / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    config = load_config("tiny", MICRO)
+    report_dir = run_benchmark(config, run_dir, progress=False)
+    return run_dir, report_dir
+
+
+def test_micro_benchmark_writes_every_report_file(micro_run):
+    run_dir, report_dir = micro_run
+    for name in REPORT_FILES:
+        assert (report_dir / name).is_file(), name
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert list(metrics["methods"]) == ["wu", "stylex-nocst", "stylex"]
+    assert (run_dir / "checkpoints" / "stylex-nocst.pt").is_file()
+    for key in ("wu", "stylex-nocst", "stylex"):
+        assert (run_dir / "attributes" / f"{key}.json").is_file()
+        curves = metrics["sufficiency"]["curves"][key]
+        assert [row["k"] for row in curves["class_level"]] == [1, 2, 3]
+        assert all(row["images"] == 8 for row in curves["class_level"])
+        assert (curves["independent"] is None) == (key == "wu")
+        for row in metrics["methods"][key]["attributes"]:
+            for name in ("panel", "flicker", "sweep"):
+                assert (report_dir / row[name]).is_file()
+    assert metrics["fid"]["label"] == "classifier-feature Frechet distance"
+    assert set(metrics["fid"]["perturbation"]["stylex"]) == {"1.0", "2.0"}
+    assert [r["i"] for r in metrics["fid"]["perturbation"]["wu"]["2.0"]] == [1, 2]
+    assert set(metrics["recovery"]["methods"]) == {"wu", "stylex-nocst", "stylex"}
+    assert metrics["table3"]["rows"][0]["dataset"] == "shapes"
+    parser = ImageSources()
+    parser.feed((report_dir / "index.html").read_text())
+    assert parser.sources and all((report_dir / src).is_file() for src in parser.sources)
+    with Image.open(report_dir / "sufficiency.png") as image:
+        assert image.width > 200 and image.height > 150
+
+
+def test_rerun_reuses_every_stage(micro_run, capsys):
+    run_dir, _report_dir = micro_run
+    stages = sorted(p.name for p in (run_dir / "benchmark").glob("*.json"))
+    before = {name: (run_dir / "benchmark" / name).stat().st_mtime_ns for name in stages}
+    code = main(["benchmark", "--config", "tiny", "--name", "tiny", "--runs-dir", str(run_dir.parent),
+                 *[arg for pair in MICRO for arg in ("--set", pair)]])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Table 3 (shapes" in out and "report:" in out
+    after = {name: (run_dir / "benchmark" / name).stat().st_mtime_ns for name in stages}
+    assert before == after  # nothing recomputed: every stage's key still matched
+
+
+def test_a_foreign_starting_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    config = load_config("tiny", [*MICRO, "classifier.epochs=7"])
+    (folder / "config.json").write_text(config.to_json())
+    code = main(["benchmark", "--config", "tiny", "--runs-dir", str(tmp_path / "runs"),
+                 "--set", f"evaluation.start_from={folder}", *[a for p in MICRO for a in ("--set", p)]])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "classifier.epochs" in err and "evaluation.start_from=" in err

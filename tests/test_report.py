@@ -1,0 +1,272 @@
+import copy
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from matplotlib.text import Text
+from PIL import Image
+
+from evaluation import report
+from evaluation.intervals import wilson_interval
+from stylex.errors import UserError
+
+NUM_IMAGES = 200
+MAX_K = 10
+METHODS = (("wu", "Wu et al.", "stylex-nocst", "s += shift * 3 * sigma_pop (Wu et al.)"),
+           ("stylex-nocst", "StylEx w/o CST", "stylex-nocst", "s += shift * sigma_pop (StylEx)"),
+           ("stylex", "StylEx", "stylex", "s += shift * sigma_pop (StylEx)"))
+# flipped images at k for each method and strategy (None: the method has no such explanation); at k = 10 the
+# class-level counts are 50, 90 and 150 of 200, i.e. the Table 3 cells below
+FLIPS_PER_K = {"wu": {"class_level": 5, "independent": None, "subset": None},
+               "stylex-nocst": {"class_level": 9, "independent": 12, "subset": 14},
+               "stylex": {"class_level": 15, "independent": 18, "subset": 19}}
+# Wilson 95% at 50/200, 90/200, 150/200 (independently checked against evaluation.intervals)
+TABLE3_README_ROW = "| shapes | 25.0% [19.5, 31.4] | 45.0% [38.3, 51.9] | 75.0% [68.6, 80.5] |"
+TABLE3_LATEX_ROW = r"shapes & 25.0\,[19.5, 31.4] & 45.0\,[38.3, 51.9] & 75.0\,[68.6, 80.5] \\"
+
+
+def _curve(flips_per_k: int) -> list[dict]:
+    rows = []
+    for k in range(1, MAX_K + 1):
+        flipped = min(NUM_IMAGES, flips_per_k * k)
+        low, high = wilson_interval(flipped, NUM_IMAGES)
+        rows.append({"k": k, "flipped": flipped, "images": NUM_IMAGES, "fraction": flipped / NUM_IMAGES,
+                     "ci_low": low, "ci_high": high})
+    return rows
+
+
+def _write_attribute_figures(report_dir: Path, method: str, rank: int) -> dict:
+    """Tiny real images at the paths the benchmark copies into the report, so every link can be checked."""
+    base = f"figures/{method}/attribute-{rank:02d}"
+    (report_dir / base).parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (96, 32), (40 * rank, 90, 160)).save(report_dir / f"{base}.png")
+    for kind in ("flicker", "sweep"):
+        frames = [Image.new("RGB", (32, 32), (shade, shade, 200)) for shade in (20, 120, 220)]
+        frames[0].save(report_dir / f"{base}-{kind}.gif", save_all=True, append_images=frames[1:], duration=200,
+                       loop=0)
+    return {"panel": f"{base}.png", "flicker": f"{base}-flicker.gif", "sweep": f"{base}-sweep.gif"}
+
+
+def make_metrics(report_dir: Path, features: str = "inception") -> dict:
+    """A complete benchmark metrics dict (every section, three methods, k = 1..10) with its figures on disk."""
+    methods, curves, perturbation = {}, {}, {}
+    for index, (key, label, variant, edit_rule) in enumerate(METHODS):
+        attributes = [{"rank": rank, "layer": f"b{4 * rank}.conv1", "channel": 3 * rank + index,
+                       "direction": "max" if rank % 2 else "min", "target": "large-spotted",
+                       "score": 1.5 / rank, **_write_attribute_figures(report_dir, key, rank)} for rank in (1, 2, 3)]
+        methods[key] = {"label": label, "variant": variant, "edit_rule": edit_rule, "attributes": attributes}
+        curves[key] = {strategy: None if per_k is None else _curve(per_k)
+                       for strategy, per_k in FLIPS_PER_K[key].items()}
+        perturbation[key] = {shift: [{"i": i, "value": 10.0 + (3 - index) * float(shift) * i} for i in range(1, 11)]
+                             for shift in ("0.5", "1.0")}
+    table3_row = {"dataset": "shapes"}
+    for key, by_strategy in curves.items():
+        cell = by_strategy["class_level"][MAX_K - 1]
+        table3_row[key] = {name: cell[name] for name in ("fraction", "ci_low", "ci_high")}
+    label = "FID" if features == "inception" else "classifier-feature Frechet distance"
+    return {
+        "format": "stylex-benchmark", "format_version": 1,
+        "run": {"name": "demo", "config": "demo", "run_dir": "runs/demo", "code_version": "0.1.0+g98f500d",
+                "wall_time_s": 812.4, "device": "cpu", "created": "2026-11-23T03:00:00"},
+        "dataset": {"name": "shapes", "classes": ["other", "large-spotted"], "resolution": 32},
+        "classifier": {"arch": "mobilenet_v2", "test_accuracy": 0.998},
+        "methods": methods,
+        "generators": {"stylex": {"step": 3000, "reconstruction_l1": 0.2, "lpips": 0.1, "classifier_agreement": 0.99},
+                       "stylex-nocst": {"step": 3000, "reconstruction_l1": 0.22, "lpips": 0.12,
+                                        "classifier_agreement": 0.9}},
+        "sufficiency": {"num_images": NUM_IMAGES, "shift_size": 1.0, "max_k": MAX_K, "curves": curves},
+        "table3": {"k": MAX_K, "strategy": "class_level", "rows": [table3_row]},
+        "fid": {"features": features, "label": label, "num_images": NUM_IMAGES,
+                "reference": "test split, 200 images", "reconstruction": {"stylex": 12.3, "stylex-nocst": 15.1},
+                "perturbation": perturbation},
+        "recovery": {"k": MAX_K, "causal": ["size", "spot"], "factors": ["shape", "size", "hue", "spot"],
+                     "probe_quality": {"shape": 0.97, "size": 0.93, "hue": 0.88, "spot": 0.99},
+                     "methods": {"wu": {"precision": 0.3, "distinct_factors": 3, "distinct_causal": 1,
+                                        "factors": ["size", "hue", "none"]},
+                                 "stylex-nocst": {"precision": 0.5, "distinct_factors": 2, "distinct_causal": 1,
+                                                  "factors": ["spot", "hue", "hue"]},
+                                 "stylex": {"precision": 0.9, "distinct_factors": 2, "distinct_causal": 2,
+                                            "factors": ["spot", "size", "spot"]}}},
+        "timings": {"classifier": 12.0, "stylex": 640.5, "attfind": 95.2, "sufficiency": 64.7},
+    }
+
+
+class _PageChecker(HTMLParser):
+    """Collects image sources and link targets, and checks that every non-void element is closed in order."""
+
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+                      "wbr"})
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.open, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes["src"])
+        if tag == "a":
+            self.links.append(attributes["href"])
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
+        self.open.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _check_page(path: Path) -> _PageChecker:
+    checker = _PageChecker()
+    checker.feed(path.read_text(encoding="utf-8"))
+    checker.close()
+    assert checker.open == []
+    for target in checker.images + checker.links:
+        assert not re.match(r"[a-z]+:", target), f"external resource {target}"
+        assert (path.parent / unquote(target)).is_file(), f"{target} does not resolve"
+    return checker
+
+
+def _markdown_targets(text: str) -> list[str]:
+    return [unquote(target) for target in re.findall(r"\]\(([^)]+)\)", text)]
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    report_dir = tmp_path_factory.mktemp("report")
+    metrics = make_metrics(report_dir)
+    return metrics, report_dir, report.write_report(metrics, report_dir)
+
+
+def test_full_report_writes_every_file(full_report):
+    metrics, report_dir, written = full_report
+    assert [path.name for path in written] == ["metrics.json", "sufficiency.png", "fid.png", "table3.tex",
+                                               "README.md", "index.html"]
+    assert all(path.parent == report_dir and path.is_file() for path in written)
+    assert not list(report_dir.glob(".*.tmp"))
+    for name, min_width in (("sufficiency.png", 900), ("fid.png", 600)):  # three strategies, two shift sizes
+        with Image.open(report_dir / name) as image:
+            image.verify()
+        with Image.open(report_dir / name) as image:
+            assert image.format == "PNG" and min_width <= image.width <= 4000 and 300 <= image.height <= 2000
+    assert json.loads((report_dir / "metrics.json").read_text(encoding="utf-8")) == metrics
+
+
+def test_table3_in_latex_and_readme(full_report):
+    _, report_dir, _ = full_report
+    latex = (report_dir / "table3.tex").read_text(encoding="utf-8")
+    for needed in (r"\begin{tabular}{lccc}", r"\toprule", r"\midrule", r"\bottomrule",
+                   "Dataset & Wu et al. & StylEx w/o CST & StylEx", TABLE3_LATEX_ROW, "k = 10", "N = 200",
+                   "shift size 1.0", r"Wilson 95\% confidence interval"):
+        assert needed in latex
+    readme = (report_dir / "README.md").read_text(encoding="utf-8")
+    assert "| Dataset | Wu et al. | StylEx w/o CST | StylEx |" in readme
+    assert TABLE3_README_ROW in readme
+
+
+def test_readme_sections_and_links(full_report):
+    _, report_dir, _ = full_report
+    readme = (report_dir / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("# StylEx benchmark: demo on shapes\n")
+    for needed in ("## How to read this", "## Sufficiency over k", "### Independent", "### Subset",
+                   "## FID under perturbation", "## Ground-truth recovery", "## Top attributes",
+                   "![Sufficiency curves", "(sufficiency.png)", "(fid.png)", "13 min 32 s", "mobilenet\\_v2",
+                   "| Wu et al. @ shift 0.5 |", "| StylEx @ shift 1.0 |", "| 1: **size**, 2: hue, 3: none |"):
+        assert needed in readme, needed
+    # the Independent table: k = 10 row, Wu et al. n/a, the two StylEx generators with their intervals
+    low, high = wilson_interval(120, NUM_IMAGES)
+    assert f"| 10 | n/a | 60.0% [{100 * low:.1f}, {100 * high:.1f}] | 90.0% [" in readme
+    targets = _markdown_targets(readme)
+    assert "figures/stylex/attribute-03-sweep.gif" in targets and "metrics.json" in targets
+    assert all((report_dir / target).is_file() for target in targets)
+
+
+def test_html_page_is_self_contained_and_complete(full_report):
+    _, report_dir, _ = full_report
+    page = _check_page(report_dir / "index.html")
+    html_text = (report_dir / "index.html").read_text(encoding="utf-8")
+    assert "<style>" in html_text and "<script" not in html_text
+    attribute_images = 3 * 3 * 3  # methods x attributes x (panel + two GIFs)
+    assert len(page.images) == attribute_images + 2
+    assert {"sufficiency.png", "fid.png"} <= set(page.images)
+    text = "".join(page.text)
+    assert "75.0% [68.6, 80.5]" in text and "Wu et al." in text and "How to read this" in text
+
+
+def test_classifier_features_are_never_called_fid(tmp_path):
+    metrics = make_metrics(tmp_path, features="classifier")
+    report.write_report(metrics, tmp_path)
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    html_text = (tmp_path / "index.html").read_text(encoding="utf-8")
+    for text in (readme, html_text):
+        assert "classifier-feature Frechet distance" in text
+        assert "FID" not in text
+    figure = report.fid_figure(metrics)
+    figure_texts = [artist.get_text() for artist in figure.findobj(Text)]
+    assert "classifier-feature Frechet distance" in figure_texts
+    assert not any("FID" in text for text in figure_texts)
+    mislabelled = copy.deepcopy(metrics)
+    mislabelled["fid"]["label"] = "FID"
+    with pytest.raises(UserError, match="only Inception features give FID"):
+        report.write_report(mislabelled, tmp_path)
+
+
+def test_optional_sections_missing(tmp_path):
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    metrics = make_metrics(report_dir)
+    report.write_report(metrics, report_dir)
+    assert (report_dir / "fid.png").is_file()
+    for section in ("fid", "recovery", "timings", "classifier"):
+        del metrics[section]
+    del metrics["run"]["wall_time_s"]
+    metrics["methods"]["stylex"]["attributes"][0]["panel"] = "figures/not-copied.png"
+    metrics["methods"]["stylex"]["attributes"][0]["sweep"] = "../outside-the-report.gif"
+    (tmp_path / "outside-the-report.gif").write_bytes((report_dir / "figures/wu/attribute-01-sweep.gif").read_bytes())
+    written = report.write_report(metrics, report_dir)
+    assert [path.name for path in written] == ["metrics.json", "sufficiency.png", "table3.tex", "README.md",
+                                               "index.html"]
+    assert not (report_dir / "fid.png").exists()  # a stale figure from the earlier report is not left behind
+    readme = (report_dir / "README.md").read_text(encoding="utf-8")
+    assert "FID" not in readme and "Ground-truth recovery" not in readme and "wall time" not in readme
+    assert ("| \\#1 b4.conv1, channel 5 | max toward large-spotted, score 1.500 | missing | "
+            "[flicker](figures/stylex/attribute-01-flicker.gif) |") in readme  # the sweep outside the folder too
+    _check_page(report_dir / "index.html")
+    assert "panel missing" in (report_dir / "index.html").read_text(encoding="utf-8")
+
+
+def test_untrusted_text_is_escaped(tmp_path):
+    metrics = make_metrics(tmp_path)
+    del metrics["fid"]
+    metrics["dataset"]["name"] = "celeba_hq & <b>50%</b>"
+    metrics["table3"]["rows"][0]["dataset"] = metrics["dataset"]["name"]
+    metrics["methods"]["stylex"]["label"] = "StylEx <script>alert(1)</script> | #1"
+    report.write_report(metrics, tmp_path)
+    latex = (tmp_path / "table3.tex").read_text(encoding="utf-8")
+    assert r"celeba\_hq \& <b>50\%</b> & 25.0" in latex
+    html_text = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "<script>" not in html_text and "&lt;script&gt;" in html_text and "<b>" not in html_text
+    _check_page(tmp_path / "index.html")
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert r"StylEx \<script\>alert(1)\</script\> \| \#1" in readme
+    assert "| celeba\\_hq & \\<b\\>50%\\</b\\> | 25.0% [19.5, 31.4] |" in readme
+
+
+def test_rejects_what_it_cannot_render(tmp_path):
+    metrics = make_metrics(tmp_path)
+    with pytest.raises(UserError, match="expected 'stylex-benchmark'"):
+        report.write_report({**metrics, "format": "stylex-study"}, tmp_path)
+    with pytest.raises(UserError, match="format_version 2"):
+        report.write_report({**metrics, "format_version": 2}, tmp_path)
+    with pytest.raises(UserError, match="integer 'k'"):
+        broken = copy.deepcopy(metrics)
+        broken["sufficiency"]["curves"]["stylex"]["subset"][0].pop("k")
+        report.write_report(broken, tmp_path)
+    with pytest.raises(UserError, match="JSON-serializable"):
+        report.write_report({**metrics, "run": {**metrics["run"], "created": object()}}, tmp_path)
+    assert not (tmp_path / "metrics.json").exists()  # nothing is written before everything rendered
