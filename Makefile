@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 .PHONY: demo test lint setup data clean
 
 demo: $(STAMP)
-	$(BIN)/stylex train-classifier --config demo
+	$(BIN)/stylex benchmark --config demo
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest

@@ -324,6 +324,9 @@ def _trace_sqrt_product(a: FrechetStats, b: FrechetStats) -> float | None:
     return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
+_WARNED_SMALL: set[tuple[int, int, int]] = set()
+
+
 def frechet_distance(a: FrechetStats, b: FrechetStats) -> float:
     """The Frechet distance ||mu_a - mu_b||^2 + tr(sigma_a + sigma_b - 2 sqrtm(sigma_a sigma_b)), a float >= 0.
 
@@ -340,7 +343,8 @@ def frechet_distance(a: FrechetStats, b: FrechetStats) -> float:
     if a.dim != b.dim:
         raise UserError(f"cannot compare Frechet statistics of {a.dim}-d and {b.dim}-d features (statistics "
                         "from different feature extractors?)")
-    if min(a.num_images, b.num_images) <= a.dim:
+    if min(a.num_images, b.num_images) <= a.dim and (a.num_images, b.num_images, a.dim) not in _WARNED_SMALL:
+        _WARNED_SMALL.add((a.num_images, b.num_images, a.dim))  # once per size: a benchmark computes dozens
         log.warning("Frechet distance from %d and %d images in %d dimensions: the covariances are singular and "
                     "the distance is biased; use more images than feature dimensions for reportable numbers",
                     a.num_images, b.num_images, a.dim)

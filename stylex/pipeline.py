@@ -232,8 +232,11 @@ def render_attributes(ctx: RunContext, attributes: AttributeSet, styles: list[to
     summary = []
     for rank, a in enumerate(ranked_for_display(attributes)[:cfg.render_attributes], 1):
         candidates = (predicted != a.target).nonzero().flatten()
-        if len(candidates) == 0:
-            continue
+        if len(candidates) == 0 and attributes.merged is not None:
+            a = a.flipped(1 - a.target)  # binary: the same coordinate, shown toward the class images are not in
+            candidates = (predicted != a.target).nonzero().flatten()
+        if len(candidates) == 0:  # every image is already of the target class: show the edit on all of them
+            candidates = torch.arange(len(predicted))
         gains = (effects.effect[candidates, a.direction, a.coordinate, a.target] if effects is not None
                  else target_gains(ctx, styles, a, candidates, edit, dtype).cpu())
         chosen = candidates[gains.argsort(descending=True)[:cfg.panel_images]]
