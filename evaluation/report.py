@@ -572,7 +572,7 @@ def _run_section(metrics: Mapping) -> list[_Block]:
                              f"{_text(sufficiency.get('shift_size'))}, k = 1 to {_text(sufficiency.get('max_k'))}"))
     device = _inline("Device: ", _text(run.get("device")))
     if run.get("wall_time_s") is not None:
-        device += _inline(_plain(f"; wall time {_duration(run['wall_time_s'])}"))
+        device += _inline(_plain(f"; wall time of this invocation {_duration(run['wall_time_s'])}"))
     items.append(device)
     items.append(_inline("Code version: ", _text(run.get("code_version")), "; created ", _text(run.get("created"))))
     blocks: list[_Block] = [_Heading(2, "What was run"), _Bullets(tuple(items))]
@@ -598,7 +598,8 @@ def _run_section(metrics: Mapping) -> list[_Block]:
     timings = _section(metrics, "timings") or {}
     if timings:
         rows = [[_text(stage), _plain(_duration(seconds))] for stage, seconds in timings.items()]
-        blocks.append(_table(["Stage", "Time"], rows, [False, True], _inline("Time per stage")))
+        caption = "Time per stage in this invocation (stages reused from an earlier run take about 0 s)"
+        blocks.append(_table(["Stage", "Time"], rows, [False, True], _inline(caption)))
     return blocks
 
 
