@@ -1,6 +1,7 @@
 import logging
 import socket
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,12 +38,11 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def hub_dir(tmp_path, monkeypatch):
-    """An empty torch hub cache: TORCH_HOME and torch.hub's own setting both point into tmp_path."""
+    """An empty torch hub cache. Only TORCH_HOME is set: torch.hub.set_dir would pin the folder for the rest of
+    the session (restoring it pins the old path too), hiding other tests' TORCH_HOME."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(previous)
+    assert Path(torch.hub.get_dir()) == tmp_path / "hub"
+    return tmp_path / "hub"
 
 
 @pytest.fixture(scope="module")
