@@ -1,0 +1,341 @@
+"""User-study materials (DESIGN section 8): sweep GIFs with opaque names, a manifest, and the answer key.
+
+`build_materials(run_dir, out_dir, ...)` renders, for every method (default StylEx and Wu et al.), its top
+`num_attributes` attributes (`ranked_for_display` order), each as a sweep GIF on `images_per_attribute` images of
+the AttFind image set (seeded draw, images not already of the attribute's target class first). Every method is
+rendered on its own generator (`evaluation.methods.VARIANTS`: Wu et al. on 'stylex-nocst') with its own edit rule
+(`Method.edit`), and with the same protocol: ping-pong sweep of `frames` steps from shift 0 to the run's
+`attfind.shift_size`, same frame durations, loop forever, `display_size` pixels, one shared palette, no classifier
+probability and no frame drawn on the tiles (nothing that differs between methods or hints at the answer).
+
+Items:
+- Part 1 ('main'), per (method, attribute i): left = i on images 0 and 1; options A/B = i on image 2 and a
+  distractor j (another top attribute of the same method, seeded) on image 3, in a balanced random order.
+- Part 1 ('attention'): a main item's left pair with an unmistakable answer: the correct option is the very
+  first left GIF, the other a static GIF of the unedited image 2.
+- Part 2 ('describe'), per (method, attribute): the four GIFs of i on images 0-3.
+
+Written under out_dir: `assets/<first 16 hex of sha256>.gif` (names reveal nothing) and `manifest.json` (study id,
+settings, assets with their descriptive fields for analysis, items with their assets in display order
+[left1, left2, A, B] or four for Part 2). The manifest never holds the answer key: `build_materials` returns it
+in memory as {item_id: 'A' | 'B'} for the caller to load into the study database, and writes
+`answer_key.json` only with `write_answer_key=True`. The manifest stays on the server (the app sends GIF bytes,
+never the manifest). `load_manifest` checks that every asset is there with its recorded sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from evaluation.methods import VARIANTS, Method
+from stylex import render
+from stylex.attfind import Attribute, AttributeSet
+from stylex.data import build_dataset
+from stylex.editing import render as render_styles
+from stylex.editing import resolve_precision
+from stylex.errors import UserError
+from stylex.explain import sweep
+from stylex.pipeline import RunContext, attfind_indices, attributes_path, open_run, ranked_for_display
+from stylex.runtime import code_version
+from stylex.stats import encode_styles, load_stats
+
+MANIFEST_FORMAT = "stylex-study-materials"
+MANIFEST_VERSION = 1
+FRAME_MS = 80  # sweep frame duration, the same for every method (the ends are held longer by render.sweep_gif)
+STATIC_MS = 700  # the two identical frames of an attention check's static GIF (Pillow merges them into one)
+PART1_IMAGES = 4  # left 0, 1; options on 2 (attribute i) and 3 (distractor j)
+ASSET_NAME = re.compile(r"^[0-9a-f]{16}\.gif$")
+
+log = logging.getLogger("studies.materials")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _token(rng: random.Random) -> str:
+    return f"{rng.getrandbits(64):016x}"
+
+
+def _sub_rng(seed: int, *parts) -> random.Random:
+    """An independent, reproducible RNG per purpose (so adding one draw does not shift the others)."""
+    return random.Random(_sha256(json.dumps([seed, *parts]).encode()))
+
+
+class _Assets:
+    """Writes GIFs under assets/ by content hash and records their manifest rows (deduplicated by bytes)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.rows: dict[str, dict] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, write, info: dict) -> str:
+        """`write(path)` renders a GIF to path; returns its asset id."""
+        with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
+            data = Path(write(Path(tmp) / "render.gif")).read_bytes()
+        sha = _sha256(data)
+        asset_id = sha[:16]
+        if asset_id in self.rows:
+            return asset_id
+        path = self.folder / f"{asset_id}.gif"
+        if not path.is_file() or path.read_bytes() != data:
+            path.write_bytes(data)
+        with Image.open(path) as image:
+            width, height = image.size
+            n_frames = getattr(image, "n_frames", 1)
+        self.rows[asset_id] = {"asset_id": asset_id, "sha256": sha, "relpath": f"assets/{asset_id}.gif",
+                               "width": width, "height": height, "n_frames": n_frames, **info}
+        return asset_id
+
+
+def _load_method(run_dir: Path, key: str, variant: str, ctx: RunContext) -> Method:
+    path = attributes_path(run_dir, key)
+    if not path.is_file():
+        raise UserError(f"no attributes for method {key!r} at {path}; run `stylex benchmark` (all methods) or "
+                        f"`stylex attfind` (StylEx variants) on {run_dir} first")
+    stats = load_stats(run_dir, variant)
+    if stats is None:
+        raise UserError(f"no style statistics for the {variant!r} generator in {run_dir / 'stats.pt'}; run "
+                        f"`stylex benchmark` or `stylex attfind` on {run_dir} first")
+    attributes = AttributeSet.load(path)
+    stats.check_layout(ctx.model.generator.layout)
+    return Method(key, attributes, stats)
+
+
+def _predicted(ctx: RunContext, styles: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    predicted = []
+    for start in range(0, styles[0].shape[0], 64):
+        _, logits = render_styles(ctx.model, [s[start:start + 64] for s in styles], dtype)
+        predicted.append(logits.argmax(1).cpu())
+    return torch.cat(predicted)
+
+
+def _image_order(predicted: torch.Tensor, a: Attribute, merged: bool,
+                 rng: random.Random) -> tuple[Attribute, list[int]]:
+    """Every position in the image set in a seeded order, images not of a's target class first. A binary merged
+    attribute with no such image is shown toward the other class, as `render_attributes` does."""
+    others = [i for i in range(len(predicted)) if int(predicted[i]) != a.target]
+    if not others and merged and a.target is not None:
+        a = a.flipped(1 - a.target)
+        others = [i for i in range(len(predicted)) if int(predicted[i]) != a.target]
+    preferred = set(others)
+    rest = [i for i in range(len(predicted)) if i not in preferred]
+    rng.shuffle(others)
+    rng.shuffle(rest)
+    return a, others + rest
+
+
+def _balanced(count: int, rng: random.Random) -> list[str]:
+    """'A'/'B' for `count` items, as even as possible (floor/ceil), in random order."""
+    letters = (["A", "B"] * ((count + 1) // 2))[:count]
+    if count % 2 and rng.random() < 0.5:
+        letters[-1] = "B"
+    rng.shuffle(letters)
+    return letters
+
+
+def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("stylex", "wu"),
+                    num_attributes: int = 6, images_per_attribute: int = 4, seed: int = 0, display_size: int = 256,
+                    frames: int = 12, attention_items: int = 2, *, write_answer_key: bool = False,
+                    generators: dict[str, str] | None = None, device: str | None = None
+                    ) -> tuple[Path, dict[str, str]]:
+    """Render the study's GIFs and write out_dir/manifest.json; returns (manifest path, answer key).
+
+    The answer key {item_id: 'A' | 'B'} covers every Part 1 item (main and attention) and is returned in memory
+    only (for the study database), unless `write_answer_key` also writes out_dir/answer_key.json.
+    `generators` overrides the generator variant per method (default `VARIANTS`, each method on its own
+    generator); any override is recorded in the manifest settings.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    methods = tuple(methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise UserError(f"methods must be distinct and at least one, got {methods!r}")
+    if num_attributes < 2:
+        raise UserError(f"num_attributes must be >= 2 (Part 1 needs a distractor), got {num_attributes}")
+    if images_per_attribute < PART1_IMAGES:
+        raise UserError(f"images_per_attribute must be >= {PART1_IMAGES}, got {images_per_attribute}")
+    if frames < 2:
+        raise UserError(f"frames must be >= 2, got {frames}")
+    if attention_items < 0:
+        raise UserError(f"attention_items must be >= 0, got {attention_items}")
+    variants = {**VARIANTS, **(generators or {})}
+    unknown = [m for m in methods if m not in variants]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; methods: {', '.join(sorted(VARIANTS))}")
+
+    contexts: dict[str, RunContext] = {}
+    for variant in sorted({variants[m] for m in methods}):
+        if not (run_dir / "checkpoints" / f"{variant}.pt").is_file():
+            raise UserError(f"no {variant!r} generator at {run_dir / 'checkpoints' / f'{variant}.pt'}; run "
+                            f"`stylex benchmark` (trains both generators) on {run_dir} first")
+        contexts[variant] = open_run(run_dir, variant == "stylex", device=device)
+    loaded = {m: _load_method(run_dir, m, variants[m], contexts[variants[m]]) for m in methods}
+
+    first = contexts[variants[methods[0]]]
+    config = first.config
+    domain = config.data.dataset
+    shift_size = config.attfind.shift_size
+    precision = config.attfind.precision
+    dataset = build_dataset(config.data, config.attfind.split)
+    indices = attfind_indices(config, dataset)
+    if len(indices) < PART1_IMAGES:
+        raise UserError(f"the AttFind image set has {len(indices)} images; the study needs at least {PART1_IMAGES}")
+
+    assets = _Assets(out_dir / "assets")
+    ids = _sub_rng(seed, "item ids")
+    items: list[dict] = []
+    answers: dict[str, str] = {}
+    lefts: list[tuple[str, str, int, list[str], int]] = []  # (method, image-2 static asset, rank, left pair, image)
+    for method_key in methods:
+        method = loaded[method_key]
+        ctx = contexts[variants[method_key]]
+        layout = ctx.model.generator.layout
+        dtype = resolve_precision(precision, ctx.device)
+        styles = encode_styles(ctx.model, dataset, indices, device=ctx.device, progress=False)
+        predicted = _predicted(ctx, styles, dtype)
+        ranked = ranked_for_display(method.attributes)[:num_attributes]
+        if len(ranked) < 2:
+            raise UserError(f"method {method_key!r} has {len(ranked)} attribute(s); Part 1 needs at least 2 "
+                            "(rerun `stylex attfind` / `stylex benchmark` with more attfind.num_attributes)")
+
+        def edit_rule(rows, edits, sizes, method=method, layout=layout):
+            return method.edit(rows, layout, edits, sizes)
+
+        def gif(a: Attribute, position: int, rank: int, static: bool = False, *, ctx=ctx, layout=layout,
+                method_key=method_key, edit_rule=edit_rule, method=method, styles=styles) -> str:
+            one = [s[position:position + 1] for s in styles]
+            images, _ = sweep(ctx.model, one, method.stats, [(a.coordinate, a.direction)],
+                              0.0 if static else shift_size, 2 if static else frames, precision, edit=edit_rule)
+
+            def write(path):  # static: two identical frames, which Pillow stores as one (still loop=0)
+                return render.sweep_gif(images, None, path, size=display_size,
+                                        frame_ms=STATIC_MS if static else FRAME_MS, frame_color=None)
+
+            name, channel = layout.locate(a.coordinate)
+            info = {"method": method_key, "domain": domain, "attr_rank": rank, "image": int(indices[position]),
+                    "static": static, "layer": name, "channel": channel, "direction": a.direction,
+                    "target": None if a.target is None else method.attributes.classes[a.target]}
+            return assets.add(write, info)
+
+        def animated(asset_id: str) -> bool:
+            return assets.rows[asset_id]["n_frames"] >= 2
+
+        def draw(a: Attribute, rank: int, order: list[int], count: int, *, gif=gif,
+                 method_key=method_key) -> list[tuple[int, str]]:
+            """The first `count` images of `order` on which the GIF of `a` visibly changes (an edit toward a
+            coordinate's extreme does nothing to an image already there); unchanged ones only to fill up."""
+            moving, still = [], []
+            for position in order:
+                asset_id = gif(a, position, rank)
+                (moving if animated(asset_id) else still).append((position, asset_id))
+                if len(moving) == count:
+                    break
+            if len(moving) < count:
+                log.warning("%s attribute %d changes only %d of the images it was tried on; %d GIF(s) show no "
+                            "change", method_key, rank, len(moving), count - len(moving))
+            return (moving + still)[:count]
+
+        shown: list[tuple[Attribute, list[int], list[int]]] = []
+        sweeps: dict[int, list[str]] = {}
+        for rank, a in enumerate(ranked, 1):
+            a, order = _image_order(predicted, a, method.attributes.merged is not None,
+                                    _sub_rng(seed, "images", method_key, rank))
+            drawn = draw(a, rank, order, images_per_attribute)
+            shown.append((a, [position for position, _ in drawn], order))
+            sweeps[rank] = [asset_id for _, asset_id in drawn]
+        letters = _balanced(len(shown), _sub_rng(seed, "answers", method_key))
+        for rank, (a, chosen, order) in enumerate(shown, 1):
+            j = _sub_rng(seed, "distractor", method_key, rank).choice([r for r in sweeps if r != rank])
+            # j on image 3 of i, or on the next image of i's order where j changes it (never a left image or 2)
+            rest = [chosen[3]] + [p for p in order if p not in chosen]
+            (_, distractor), = draw(shown[j - 1][0], j, rest, 1)
+            correct = sweeps[rank][2]
+            options = [correct, distractor] if letters[rank - 1] == "A" else [distractor, correct]
+            item_id = _token(ids)
+            items.append({"item_id": item_id, "part": 1, "kind": "main", "method": method_key, "domain": domain,
+                          "attr_i": rank, "attr_j": j, "assets": [*sweeps[rank][:2], *options]})
+            answers[item_id] = letters[rank - 1]
+            lefts.append((method_key, gif(a, chosen[2], rank, static=True), rank, sweeps[rank][:2], chosen[2]))
+        for rank in sweeps:
+            items.append({"item_id": _token(ids), "part": 2, "kind": "describe", "method": method_key,
+                          "domain": domain, "attr_i": rank, "attr_j": None, "assets": sweeps[rank][:PART1_IMAGES]})
+
+    attention_rng = _sub_rng(seed, "attention")
+    picks = [lefts[attention_rng.randrange(len(lefts))] for _ in range(attention_items)]
+    for letter, (method_key, static, rank, pair, _) in zip(_balanced(len(picks), attention_rng), picks, strict=True):
+        options = [pair[0], static] if letter == "A" else [static, pair[0]]
+        item_id = _token(ids)
+        items.append({"item_id": item_id, "part": 1, "kind": "attention", "method": method_key, "domain": domain,
+                      "attr_i": rank, "attr_j": None, "assets": [*pair, *options]})
+        answers[item_id] = letter
+
+    used = {asset for item in items for asset in item["assets"]}
+    for path in (out_dir / "assets").glob("*.gif"):  # stale GIFs of an earlier build into the same folder
+        if ASSET_NAME.match(path.name) and path.name[:16] not in used:
+            path.unlink()
+    manifest = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "study_id": _sha256(json.dumps([seed, sorted(used)]).encode())[:16],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version(),
+        "run_dir": str(run_dir.resolve()),
+        "settings": {"methods": list(methods), "generators": {m: variants[m] for m in methods},
+                     "checkpoint_steps": {v: c.model.step for v, c in contexts.items()},
+                     "num_attributes": num_attributes, "images_per_attribute": images_per_attribute, "seed": seed,
+                     "display_size": display_size, "frames": frames, "frame_ms": FRAME_MS, "pingpong": True,
+                     "loop": 0, "shift_size": shift_size, "precision": precision, "attention_items": attention_items,
+                     "image_set": {"dataset": domain, "split": config.attfind.split, "seed": config.attfind.seed,
+                                   "num_images": len(indices)}},
+        "assets": [assets.rows[a] for a in sorted(used)],
+        "items": items,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / "manifest.json"
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(manifest_path)
+    if write_answer_key:
+        (out_dir / "answer_key.json").write_text(json.dumps(answers, indent=2, sort_keys=True) + "\n")
+    return manifest_path, answers
+
+
+def load_manifest(path: Path) -> dict:
+    """The manifest at `path` (the file or its folder), after checking every asset exists with its sha256."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"no study manifest at {path}; build the materials first")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err}); rebuild the materials") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path} is not a study-materials manifest")
+    root = path.parent
+    for asset in manifest["assets"]:
+        file = root / asset["relpath"]
+        if not file.is_file():
+            raise UserError(f"study asset {asset['asset_id']} is missing ({file}); rebuild the materials")
+        if _sha256(file.read_bytes()) != asset["sha256"]:
+            raise UserError(f"study asset {file} does not match its sha256 in {path} (changed or corrupted); "
+                            "rebuild the materials")
+    known = {asset["asset_id"] for asset in manifest["assets"]}
+    for item in manifest["items"]:
+        missing = [a for a in item["assets"] if a not in known]
+        if missing:
+            raise UserError(f"item {item['item_id']} refers to unknown asset(s) {', '.join(missing)} in {path}")
+    return manifest
+
+
+__all__ = ["build_materials", "load_manifest"]
