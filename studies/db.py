@@ -204,6 +204,28 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class StudyItem(Base):
+    """An item of the study's materials (one manifest item). ``correct_option`` is the Part 1 answer key: it lives
+    here and in ``trial`` only, and ``study_items`` returns it separately from the items."""
+
+    __tablename__ = "study_item"
+    __table_args__ = (
+        CheckConstraint("part IN (1, 2)", name="ck_item_part"),
+        CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_item_correct"),
+    )
+
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
+    part: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    attr_i: Mapped[int | None] = mapped_column(Integer)
+    attr_j: Mapped[int | None] = mapped_column(Integer)
+    assets: Mapped[str] = mapped_column(Text)
+    correct_option: Mapped[str | None] = mapped_column(String(1))
+
+
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
 
@@ -550,6 +572,83 @@ def log_event(engine: Engine, kind: str, participant_id: int | None = None, deta
     with session_scope(engine) as session:
         session.add(Event(participant_id=participant_id, ts=_utcnow(), kind=kind,
                           detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
+
+
+ITEM_KINDS = ("main", "attention", "describe")
+
+
+def add_items(engine: Engine, study_id: str, items: list[dict], answer_key: dict[str, str]) -> int:
+    """Store the study's items with their answer key; returns how many rows this call inserted (0 on a re-run).
+
+    Part 1 items (main and attention) need a key in ``OPTIONS``; Part 2 items have none. Every asset must be
+    registered for the study."""
+    rows = []
+    for item in items:
+        item_id, part, kind, assets = item.get("item_id"), item.get("part"), item.get("kind"), item.get("assets")
+        if not isinstance(item_id, str) or not item_id or part not in (1, 2) or kind not in ITEM_KINDS:
+            raise UserError(f"bad study item {item!r}: needs item_id, part 1|2 and kind in {ITEM_KINDS}")
+        if not isinstance(assets, list | tuple) or len(assets) != ASSETS_PER_TRIAL:
+            raise UserError(f"item {item_id} needs {ASSETS_PER_TRIAL} asset ids, got {assets!r}")
+        correct = answer_key.get(item_id) if part == 1 else None
+        if part == 1 and correct not in OPTIONS:
+            raise UserError(f"Part 1 item {item_id} has no answer key in {OPTIONS} (got {correct!r})")
+        rows.append({"item_id": item_id, "study_id": study_id, "part": part, "kind": kind,
+                     "method": item.get("method"), "domain": item.get("domain"), "attr_i": item.get("attr_i"),
+                     "attr_j": item.get("attr_j"), "assets": json.dumps(list(assets)), "correct_option": correct})
+    with session_scope(engine) as session:
+        if session.get(Study, study_id) is None:
+            raise UserError(f"unknown study {study_id!r}; register it (add_study) before its items")
+        used = {a for row in rows for a in json.loads(row["assets"])}
+        known = set(session.execute(select(Asset.asset_id).where(Asset.study_id == study_id,
+                                                                 Asset.asset_id.in_(used))).scalars())
+        if used - known:
+            raise UserError(f"items use assets not registered for study {study_id!r}: {sorted(used - known)[:5]}")
+        if not rows:
+            return 0
+        result = session.execute(sqlite_insert(StudyItem).values(rows)
+                                 .on_conflict_do_nothing(index_elements=["item_id"]))
+        return max(result.rowcount, 0)
+
+
+def study_items(engine: Engine, study_id: str) -> tuple[list[dict], dict[str, str]]:
+    """(items without their answer key, {item_id: correct option}) for ``design.plan_trials``; server side only."""
+    with session_scope(engine) as session:
+        rows = session.execute(select(StudyItem).where(StudyItem.study_id == study_id)
+                               .order_by(StudyItem.item_id)).scalars().all()
+        items = [{"item_id": r.item_id, "part": r.part, "kind": r.kind, "method": r.method, "domain": r.domain,
+                  "attr_i": r.attr_i, "attr_j": r.attr_j, "assets": json.loads(r.assets)} for r in rows]
+        key = {r.item_id: r.correct_option for r in rows if r.correct_option is not None}
+        return items, key
+
+
+def find_participant(engine: Engine, study_id: str, external_pid: str) -> dict | None:
+    """The participant row for ``external_pid`` in this study, or None before consent."""
+    with session_scope(engine) as session:
+        row = session.execute(select(Participant).where(Participant.study_id == study_id,
+                                                        Participant.external_pid == external_pid)).scalar_one_or_none()
+        return None if row is None else {c.key: getattr(row, c.key) for c in Participant.__table__.columns}
+
+
+def study_exists(engine: Engine, study_id: str) -> bool:
+    with session_scope(engine) as session:
+        return session.get(Study, study_id) is not None
+
+
+def count_trials(engine: Engine, participant_id: int) -> int:
+    """How many trials the participant's plan has (0: no plan was made)."""
+    with session_scope(engine) as session:
+        return session.execute(select(func.count(Trial.id)).where(Trial.participant_id == participant_id)).scalar()
+
+
+def response_correct(engine: Engine, trial_id: int) -> bool | None:
+    """Whether the stored answer of a Part 1 trial matches its key (None without an answer or a key); server side,
+    used for practice feedback."""
+    with session_scope(engine) as session:
+        row = session.execute(select(Trial.correct_option, Response.choice)
+                              .join(Response, Response.trial_id == Trial.id).where(Trial.id == trial_id)).first()
+        if row is None or row.correct_option is None or row.choice is None:
+            return None
+        return row.choice == row.correct_option
 
 
 # ----------------------------------------------------------------------------------------------- backup and export

@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from evaluation.methods import VARIANTS, Method
+from studies.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest
 from stylex import render
 from stylex.attfind import Attribute, AttributeSet
 from stylex.data import build_dataset
@@ -49,8 +50,6 @@ from stylex.pipeline import RunContext, attfind_indices, attributes_path, open_r
 from stylex.runtime import code_version
 from stylex.stats import encode_styles, load_stats
 
-MANIFEST_FORMAT = "stylex-study-materials"
-MANIFEST_VERSION = 1
 FRAME_MS = 80  # sweep frame duration, the same for every method (the ends are held longer by render.sweep_gif)
 STATIC_MS = 700  # the two identical frames of an attention check's static GIF (Pillow merges them into one)
 PART1_IMAGES = 4  # left 0, 1; options on 2 (attribute i) and 3 (distractor j)
@@ -307,35 +306,6 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
     if write_answer_key:
         (out_dir / "answer_key.json").write_text(json.dumps(answers, indent=2, sort_keys=True) + "\n")
     return manifest_path, answers
-
-
-def load_manifest(path: Path) -> dict:
-    """The manifest at `path` (the file or its folder), after checking every asset exists with its sha256."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"no study manifest at {path}; build the materials first")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err}); rebuild the materials") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path} is not a study-materials manifest")
-    root = path.parent
-    for asset in manifest["assets"]:
-        file = root / asset["relpath"]
-        if not file.is_file():
-            raise UserError(f"study asset {asset['asset_id']} is missing ({file}); rebuild the materials")
-        if _sha256(file.read_bytes()) != asset["sha256"]:
-            raise UserError(f"study asset {file} does not match its sha256 in {path} (changed or corrupted); "
-                            "rebuild the materials")
-    known = {asset["asset_id"] for asset in manifest["assets"]}
-    for item in manifest["items"]:
-        missing = [a for a in item["assets"] if a not in known]
-        if missing:
-            raise UserError(f"item {item['item_id']} refers to unknown asset(s) {', '.join(missing)} in {path}")
-    return manifest
 
 
 __all__ = ["build_materials", "load_manifest"]

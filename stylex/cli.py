@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "'classifier-feature Frechet distance', never as FID); default: evaluation.fid_features")
     bench.set_defaults(handler=cmd_benchmark)
 
+    from studies.cli import add_study_commands
+
+    add_study_commands(commands)
+
     preview = commands.add_parser("preview-data", help="write a PNG grid of dataset images, one row per class")
     _add_config_options(preview)
     preview.add_argument("--split", default="train", choices=["train", "test"])

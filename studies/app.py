@@ -1,0 +1,283 @@
+"""The participant app of the user study (Streamlit). No torch anywhere in its imports.
+
+    streamlit run studies/app.py -- --db sqlite:///study.sqlite --materials materials/ [--study ID]
+
+or set STYLEX_STUDY_DB / STYLEX_STUDY_MATERIALS / STYLEX_STUDY_ID (command-line values win). Optional:
+STYLEX_PROLIFIC_URL (completion link; "{code}" in it is replaced by the code) and STYLEX_PROLIFIC_CODE (one
+study-wide completion code instead of a random code per participant).
+
+Participants arrive with ``?PROLIFIC_PID=...&part=coherence|description``. All progress lives in the database
+(see studies/db.py): consent creates the participant and the whole trial plan, every screen shows the first
+unanswered trial, so a reload resumes. The browser only ever gets neutral captions and GIF bytes (served under
+content-hash URLs); asset file names, methods, attributes and the answer key stay on the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # `streamlit run studies/app.py` puts studies/ on sys.path, not the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st
+
+from studies import db
+from studies.design import plan_trials
+from studies.manifest import asset_paths, load_manifest
+from stylex.errors import UserError
+
+PID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_WORDS = 4
+MAX_CHARS = 40
+PART1_CAPTIONS = ("Reference 1", "Reference 2", "A", "B")
+PART2_CAPTIONS = ("Example 1", "Example 2", "Example 3", "Example 4")
+
+
+@dataclass(frozen=True)
+class Config:
+    db_url: str | None
+    materials: str | None
+    study_id: str | None
+
+
+def read_config(argv: list[str] | None = None) -> Config:
+    """Script arguments (after ``--``, or all of them under ``streamlit run``), then environment variables."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        argv = argv[argv.index("--") + 1:]
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db")
+    parser.add_argument("--materials")
+    parser.add_argument("--study")
+    args, _ = parser.parse_known_args(argv)
+    return Config(db_url=args.db or os.environ.get("STYLEX_STUDY_DB"),
+                  materials=args.materials or os.environ.get("STYLEX_STUDY_MATERIALS"),
+                  study_id=args.study or os.environ.get("STYLEX_STUDY_ID"))
+
+
+def participant_seed(study_id: str, pid: str) -> int:
+    return int(hashlib.sha256(f"{study_id}\0{pid}".encode()).hexdigest()[:15], 16)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    """One Engine per database URL (the URL is the cache key, so tests on different files never share one)."""
+    engine = db.get_engine(url)
+    db.create_schema(engine)
+    return engine
+
+
+@st.cache_resource(show_spinner=False)
+def _materials(folder: str) -> tuple[str | None, dict[str, Path]]:
+    """(the manifest's study id, asset_id -> file), verified against the sha256s once per process and folder."""
+    return load_manifest(folder).get("study_id"), asset_paths(folder)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _gif(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _fail(message: str) -> None:
+    st.error(message)
+    st.stop()
+
+
+def _flash(kind: str, message: str) -> None:
+    st.session_state["flash"] = (kind, message)
+
+
+# ------------------------------------------------------------------------------------------------------ callbacks
+
+
+def _on_consent(url: str, study_id: str, pid: str, part: str) -> None:
+    if not st.session_state.get("consent-box"):
+        _flash("warning", "Please tick the box to confirm that you agree to take part.")
+        return
+    engine = _engine(url)
+    try:
+        participant_id = db.get_or_create_participant(engine, study_id, pid, part, participant_seed(study_id, pid))
+        participant = db.get_participant(engine, participant_id)
+        items, key = db.study_items(engine, study_id)
+        plan = plan_trials(items, participant["part"], participant["seed"],
+                           key if participant["part"] == "coherence" else None)
+        if db.add_trials(engine, participant_id, plan):
+            db.log_event(engine, "consent", participant_id, {"part": participant["part"], "trials": len(plan)})
+    except UserError as err:
+        db.log_event(engine, "consent_error", None, {"pid": pid, "error": str(err)})
+        _flash("error", "The study could not be started. Please contact the researchers.")
+
+
+def _on_start(pid: str) -> None:
+    st.session_state[f"instructed-{pid}"] = True
+
+
+def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: int) -> None:
+    """Validate and store the answer of the trial this form was rendered for (idempotent in the DB)."""
+    engine = _engine(url)
+    if part == "coherence":
+        choice = st.session_state.get(f"choice-{trial_id}")
+        if choice not in db.OPTIONS:
+            _flash("warning", "Please choose A or B before submitting.")
+            return
+        stored = db.record_choice(engine, trial_id, choice)
+    else:
+        text = st.session_state.get(f"text-{trial_id}") or ""
+        words = text.strip().split()
+        if not 1 <= len(words) <= MAX_WORDS or len(text) > MAX_CHARS:
+            db.log_event(engine, "invalid_text", participant_id, {"trial_id": trial_id, "words": len(words)})
+            _flash("error", f"Please describe the change in 1 to {MAX_WORDS} words.")
+            return
+        from studies.analysis import normalize_words  # numpy/scipy only, and only once someone submits text
+
+        stored = db.record_description(engine, trial_id, text, " ".join(normalize_words(text)))
+    if not stored:
+        db.log_event(engine, "duplicate_submit", participant_id, {"trial_id": trial_id})
+        return
+    if kind == "practice":
+        right = db.response_correct(engine, trial_id)
+        _flash("success" if right else "info",
+               "Well done, that is the expected answer. The real trials start now." if right else
+               "Not quite: the expected option shows the same kind of change as the two reference GIFs. "
+               "The real trials start now.")
+
+
+# ----------------------------------------------------------------------------------------------------------- pages
+
+
+def _consent_page(url: str, study_id: str, pid: str, part: str) -> None:
+    st.title("Welcome")
+    st.markdown(
+        "You are invited to take part in a short research study about how people perceive changes in images.\n\n"
+        "- You will see short animated images and answer a simple question about each of them.\n"
+        "- It takes about 10-15 minutes. Taking part is voluntary and you may stop at any time.\n"
+        "- We store your Prolific ID, your answers and response times, for research only. "
+        "No other personal data is collected."
+    )
+    st.checkbox("I have read the information above and agree to take part.", key="consent-box")
+    st.button("Start", type="primary", key="consent-button", on_click=_on_consent, args=(url, study_id, pid, part))
+
+
+def _instructions_page(part: str, pid: str) -> None:
+    st.title("Instructions")
+    if part == "coherence":
+        st.markdown(
+            "On every screen you see four animated images. The two on the left, marked **Reference**, show the "
+            "same kind of change applied to two different pictures.\n\n"
+            "The two on the right, marked **A** and **B**, show a change on two other pictures. "
+            "**Pick the option (A or B) that shows the same kind of change as the references**, then press Submit.\n\n"
+            "The first screen is a practice round and tells you how you did."
+        )
+    else:
+        st.markdown(
+            "On every screen you see four animated images. All four show the same kind of change.\n\n"
+            f"**Describe the single most prominent change in 1 to {MAX_WORDS} words** (for example: "
+            "*hair gets darker*), then press Submit."
+        )
+    st.button("Begin", type="primary", key="begin-button", on_click=_on_start, args=(pid,))
+
+
+def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], participant_id: int) -> None:
+    trial_id = trial["trial_id"]
+    missing = [a for a in trial["assets"] if a not in paths]
+    if missing:
+        db.log_event(_engine(url), "missing_asset", participant_id, {"trial_id": trial_id, "assets": missing})
+        _fail("This study's materials are incomplete. Please contact the researchers.")
+    db.mark_shown(_engine(url), trial_id)
+    n_done, n_total = trial["n_done"], trial["n_total"]
+    st.progress(n_done / n_total if n_total else 0.0, text=f"Screen {n_done + 1} of {n_total}")
+    if trial["kind"] == "practice":
+        st.info("Practice round")
+    captions = PART1_CAPTIONS if part == "coherence" else PART2_CAPTIONS
+    for column, asset_id, caption in zip(st.columns(4), trial["assets"], captions, strict=True):
+        with column:
+            st.image(_gif(str(paths[asset_id])), caption=caption)  # bytes: animated, no file name sent
+    with st.form(f"t{trial_id}", clear_on_submit=False):
+        if part == "coherence":
+            st.radio("Which option shows the same kind of change as the two references?", list(db.OPTIONS),
+                     index=None, horizontal=True, key=f"choice-{trial_id}")
+        else:
+            st.text_input(f"Describe the most prominent change in 1 to {MAX_WORDS} words", max_chars=MAX_CHARS,
+                          key=f"text-{trial_id}")
+        st.form_submit_button("Submit", type="primary", on_click=_on_submit,
+                              args=(url, part, trial_id, trial["kind"], participant_id))
+
+
+def _completion_code() -> str:
+    return os.environ.get("STYLEX_PROLIFIC_CODE") or secrets.token_hex(4).upper()
+
+
+def _debrief_page(code: str) -> None:
+    st.title("Thank you!")
+    st.markdown("You have finished the study. Your completion code is:")
+    st.code(code, language=None)
+    link = os.environ.get("STYLEX_PROLIFIC_URL")
+    if link:
+        st.link_button("Return to Prolific", link.replace("{code}", code), type="primary")
+    else:
+        st.markdown("Please enter this code on Prolific to confirm that you took part.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Image study", layout="wide", initial_sidebar_state="collapsed")
+    config = read_config()
+    if not config.db_url or not config.materials:
+        _fail("This study is not configured yet. Please contact the researchers.")
+    pid = st.query_params.get("PROLIFIC_PID") or st.session_state.get("pid")
+    if not pid or not PID_RE.fullmatch(pid):
+        _fail("This link is missing a valid participant ID. Please open the study from Prolific.")
+    st.session_state["pid"] = pid
+    part = st.query_params.get("part") or st.session_state.get("part") or "coherence"
+    if part not in db.PARTS:
+        _fail("This link names an unknown part of the study. Please open the study from Prolific.")
+    st.session_state["part"] = part
+
+    try:
+        engine = _engine(config.db_url)
+        manifest_study, paths = _materials(config.materials)
+    except UserError:
+        _fail("The study is unavailable at the moment. Please contact the researchers.")
+    study_id = config.study_id or manifest_study
+    if not study_id or not db.study_exists(engine, study_id):
+        _fail("The study is unavailable at the moment. Please contact the researchers.")
+
+    flash = st.session_state.pop("flash", None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
+
+    participant = db.find_participant(engine, study_id, pid)
+    if participant is None:
+        _consent_page(config.db_url, study_id, pid, part)
+        return
+    part = participant["part"]  # a returning id keeps the part it consented to
+    if participant["status"] == "screened_out":
+        _fail("Thank you for your interest. Unfortunately you cannot continue this study.")
+    if participant["status"] == "completed":
+        _debrief_page(participant["completion_code"])
+        return
+    trial = db.next_trial(engine, participant["id"])
+    if trial is None and not db.count_trials(engine, participant["id"]):
+        _fail("The study could not be started. Please contact the researchers.")
+    if trial is None:
+        try:
+            code = db.finish(engine, participant["id"], _completion_code)
+        except UserError:
+            _fail("The study could not be completed. Please contact the researchers.")
+        db.log_event(engine, "completed", participant["id"])
+        _debrief_page(code)
+        return
+    if trial["n_done"] == 0 and trial["shown_at"] is None and not st.session_state.get(f"instructed-{pid}"):
+        _instructions_page(part, pid)
+        return
+    _trial_page(config.db_url, part, trial, paths, participant["id"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""`stylex study ...`: build materials into a study database, serve the app, export, back up, analyse.
+
+Export and backup run on the server, from the command line, never through the participant app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def _engine(url: str):
+    from studies import db
+
+    engine = db.get_engine(url)
+    db.create_schema(engine)
+    return engine
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from studies.manifest import load_study
+    from studies.materials import build_materials
+
+    manifest, answer_key = build_materials(args.run, args.out, methods=tuple(args.methods.split(",")),
+                                           num_attributes=args.attributes, seed=args.seed,
+                                           display_size=args.display_size, device=args.device)
+    study_id = load_study(_engine(args.db), manifest, answer_key, study_id=args.study)
+    print(f"materials in {args.out} ({manifest.name}); study {study_id!r} with its answer key in {args.db}")
+    print(f"serve it: stylex study serve --db {args.db} --materials {args.out} --study {study_id}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    env = {**os.environ, "STYLEX_STUDY_DB": args.db, "STYLEX_STUDY_MATERIALS": str(args.materials),
+           "STYLEX_STUDY_ID": args.study}
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port),
+               "--server.address", args.address]
+    raise SystemExit(subprocess.call(command, env=env, cwd=APP.parent.parent))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from studies import db
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, frame in db.export_frames(_engine(args.db)).items():
+        frame.to_csv(args.out / f"{name}.csv", index=False)
+        print(f"wrote {args.out / f'{name}.csv'} ({len(frame)} rows)")
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from studies import db
+
+    print(f"wrote {db.backup(args.db, args.out)}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from studies import analysis, db
+
+    responses = db.export_frames(_engine(args.db))["responses"]
+    result = analysis.analyze(responses)
+    written = analysis.write_report(result, args.out)
+    (args.out / "analysis.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    print("wrote " + ", ".join(str(p) for p in [*written.values(), args.out / "analysis.json"]))
+
+
+def add_study_commands(commands) -> None:
+    study = commands.add_parser("study", help="the user study: build, serve, export, back up, analyse",
+                                description="Two-part user study (DESIGN section 8) on SQLite.")
+    sub = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND", required=True)
+
+    build = sub.add_parser("build", help="render the materials of a benchmarked run and load them into a study DB")
+    build.add_argument("--run", required=True, type=Path, help="run directory after `stylex benchmark`")
+    build.add_argument("--out", required=True, type=Path, help="materials folder (GIFs + manifest.json)")
+    build.add_argument("--db", required=True, help="database URL, e.g. sqlite:///study.db")
+    build.add_argument("--study", help="study id (default: the manifest's)")
+    build.add_argument("--methods", default="stylex,wu", help="attribute sets to compare (comma-separated)")
+    build.add_argument("--attributes", type=int, default=6, help="top attributes per method")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--display-size", type=int, default=256, help="GIF size in pixels")
+    build.add_argument("--device", help="auto | cpu | cuda")
+    build.set_defaults(handler=cmd_build)
+
+    serve = sub.add_parser("serve", help="run the participant app (streamlit run studies/app.py)")
+    serve.add_argument("--db", required=True)
+    serve.add_argument("--materials", required=True, type=Path)
+    serve.add_argument("--study", required=True)
+    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--address", default="127.0.0.1", help="bind address (put a TLS reverse proxy in front)")
+    serve.set_defaults(handler=cmd_serve)
+
+    export = sub.add_parser("export", help="responses, participants and trials as CSV files")
+    export.add_argument("--db", required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.set_defaults(handler=cmd_export)
+
+    backup = sub.add_parser("backup", help="consistent copy of the live database (SQLite backup API)")
+    backup.add_argument("--db", required=True)
+    backup.add_argument("--out", required=True, type=Path)
+    backup.set_defaults(handler=cmd_backup)
+
+    analyze = sub.add_parser("analyze", help="accuracy tables, method comparison, word agreement, Table 2")
+    analyze.add_argument("--db", required=True)
+    analyze.add_argument("--out", required=True, type=Path)
+    analyze.set_defaults(handler=cmd_analyze)
