@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stylex-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint setup data clean
+.PHONY: demo test lint setup data browser clean
 
 demo: $(STAMP)
 	$(BIN)/stylex benchmark --config demo
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 
 data:
 	@test -d $(FASHION_MNIST) || scripts/apt-install dataset-fashion-mnist
+
+# the study app's browser test drives Debian's chromium through Playwright
+browser:
+	@command -v chromium >/dev/null || scripts/apt-install chromium
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -33,7 +33,7 @@ def _gif(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _materials(folder: Path) -> tuple[Path, dict[str, str], dict]:
+def synthetic_materials(folder: Path) -> tuple[Path, dict[str, str], dict]:
     """A manifest with 2 methods x 2 attributes (Part 1 and Part 2 items) and 1 attention item."""
     (folder / "assets").mkdir(parents=True)
     assets = []
@@ -70,7 +70,7 @@ def study(tmp_path, monkeypatch):
     """(db url, answer key, manifest, engine): materials loaded into a fresh database, config in the env."""
     st.cache_resource.clear()
     st.cache_data.clear()
-    folder, key, manifest = _materials(tmp_path / "materials")
+    folder, key, manifest = synthetic_materials(tmp_path / "materials")
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     engine = db.get_engine(url)
     assert load_study(engine, folder, key, study_id=STUDY) == STUDY
