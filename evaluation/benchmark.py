@@ -394,12 +394,6 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
 
 def summary_line(metrics: dict) -> str:
     row = metrics["table3"]["rows"][0]
-    cells = []
-    for key in METHODS:
-        cell = row.get(key)
-        value = "n/a" if cell is None else f"{100 * cell['fraction']:.1f}% [{100 * cell['ci_low']:.1f}, " \
-                                           f"{100 * cell['ci_high']:.1f}]"
-        cells.append(f"{LABELS[key]} {value}")
+    cells = "; ".join(f"{LABELS[key]} {report.format_interval(row.get(key))}" for key in METHODS)
     return (f"Table 3 ({row['dataset']}, sufficiency at k = {metrics['table3']['k']}, "
-            f"N = {metrics['sufficiency']['num_images']}): " + "; ".join(cells))
-
+            f"N = {metrics['sufficiency']['num_images']}): {cells}")

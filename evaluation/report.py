@@ -23,9 +23,7 @@ import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from evaluation.fid import CLASSIFIER_LABEL, FID_LABEL
+from evaluation.methods import LABELS, METHODS
 from stylex.errors import UserError
+from stylex.runtime import atomic_write_bytes
 
 FORMAT = "stylex-benchmark"
 FORMAT_VERSION = 1
@@ -48,11 +49,11 @@ README_FILE = "README.md"
 HTML_FILE = "index.html"
 
 # Tables keep the paper's column order whatever order the dict arrived in; unknown methods follow in dict order.
-METHOD_ORDER = ("wu", "stylex-nocst", "stylex")
-DEFAULT_METHOD_LABELS = {"wu": "Wu et al.", "stylex-nocst": "StylEx w/o CST", "stylex": "StylEx"}
+METHOD_ORDER = METHODS
+DEFAULT_METHOD_LABELS = LABELS
 STRATEGY_TITLES = {"class_level": "Class-level top-k", "independent": "Independent", "subset": "Subset"}
-INCEPTION_LABEL = "FID"
-CLASSIFIER_FEATURE_LABEL = "classifier-feature Frechet distance"
+INCEPTION_LABEL = FID_LABEL
+CLASSIFIER_FEATURE_LABEL = CLASSIFIER_LABEL
 GENERATOR_COLUMNS = (("step", "checkpoint step"), ("reconstruction_l1", "reconstruction L1"), ("lpips", "LPIPS"),
                      ("classifier_agreement", "classifier agreement"))
 FIGURE_DPI = 120
@@ -92,7 +93,7 @@ def write_report(metrics: dict, report_dir: Path) -> list[Path]:
         if data is None:
             path.unlink(missing_ok=True)
         else:
-            written.append(_write_atomically(path, data))
+            written.append(atomic_write_bytes(path, data))
     return written
 
 
@@ -965,23 +966,3 @@ def _render_html(document: Sequence[_Block], title: str) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{_escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
-
-
-# ---------------------------------------------------------------------------------------------------- files
-
-
-def _write_atomically(path: Path, data: bytes) -> Path:
-    """Write through a temporary file in the same folder and os.replace it, so a reader (or a browser refreshing
-    the page while the benchmark re-renders) never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from stylex.errors import UserError
+from stylex.runtime import atomic_write_bytes
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -383,20 +383,6 @@ def _check_suffix(path: Path, suffix: str) -> None:
         raise UserError(f"{path} must end in {suffix}: the file is written as {suffix[1:].upper()}")
 
 
-def _write_atomically(path: Path, data: bytes) -> Path:
-    """Write through a temporary file in the same folder, so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
@@ -407,7 +393,7 @@ def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
         raise UserError(f"save_png needs a PIL image, got {type(image).__name__}")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return _write_atomically(path, buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _frame_array(frame: Image.Image | np.ndarray, index: int) -> np.ndarray:
@@ -473,7 +459,7 @@ def save_gif(
         raise UserError(f"loop must be a count >= 0 (0 = forever), got {loop!r}")
     data = iio.imwrite("<bytes>", _shared_palette(np.stack(arrays)), extension=".gif", plugin="pillow",
                        duration=durations, loop=loop)
-    return _write_atomically(path, data)
+    return atomic_write_bytes(path, data)
 
 
 def flicker_gif(

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -53,6 +54,24 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return version
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write through a temporary file in the same folder and os.replace it, so a reader (a browser refreshing a
+    report, a GIF viewer) never sees a half-written file; the temporary file is removed if anything fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def atomic_torch_save(obj, path: Path) -> None:
