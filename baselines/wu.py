@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from stylex.attfind import Attribute, AttributeSet
-from stylex.editing import Edit, check_edits
+from stylex.editing import Edit, edit_columns
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.runtime import code_version
@@ -107,17 +107,10 @@ def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats
     """Wu et al.'s edit, `s_c += alpha * sigma_pop,c` toward the attribute (direction 1 adds, 0 subtracts),
     on every row of `styles` (one [B, dim] tensor per layer); sigma_pop is the std over the statistics' images.
     `alpha` may be a [B] tensor (one per row)."""
-    edits = check_edits(edits, layout)
-    out = list(styles)
-    cloned: set[int] = set()
-    for coordinate, direction in edits:
-        name, channel = layout.locate(coordinate)
-        index = layout.layer(name).index
-        if index not in cloned:
-            out[index] = out[index].clone()
-            cloned.add(index)
-        column = out[index][:, channel]
+
+    def by_population_std(column: Tensor, coordinate: int, direction: int) -> Tensor:
         size = alpha.to(column) if isinstance(alpha, Tensor) else alpha
         sign = 1.0 if direction else -1.0
-        out[index][:, channel] = column + sign * size * stats.std[coordinate].to(column)
-    return out
+        return column + sign * size * stats.std[coordinate].to(column)
+
+    return edit_columns(styles, layout, edits, by_population_std)

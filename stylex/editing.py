@@ -66,10 +66,11 @@ def first_layer(layout: StyleLayout, edits: Sequence[Edit]) -> int:
     return min(layout.layer(layout.locate(coordinate)[0]).index for coordinate, _ in edits)
 
 
-def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
-                shift_size: float | Tensor = 1.0) -> list[Tensor]:
-    """Apply the same edits to every row of `styles` (one [B, dim] tensor per layer); returns new tensors for
-    the edited layers and the same tensors elsewhere. `shift_size` may be a [B] tensor (one per row)."""
+def edit_columns(styles: Sequence[Tensor], layout: StyleLayout, edits: Sequence[Edit],
+                 new_column: Callable[[Tensor, int, int], Tensor]) -> list[Tensor]:
+    """Replace the column of every edited coordinate by `new_column(column, coordinate, direction)`, on every row
+    of `styles` (one [B, dim] tensor per layer). Edited layers are cloned once; the others are the same tensors.
+    This is the one place that turns flat coordinates into layer columns; each method brings its own rule."""
     edits = check_edits(edits, layout)
     out = list(styles)
     cloned: set[int] = set()
@@ -79,11 +80,20 @@ def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats
         if index not in cloned:
             out[index] = out[index].clone()
             cloned.add(index)
-        column = out[index][:, channel]
-        target = stats.targets(direction)[coordinate].to(column)
-        size = shift_size.to(column) if isinstance(shift_size, Tensor) else shift_size
-        out[index][:, channel] = shifted(column, target, size)
+        out[index][:, channel] = new_column(out[index][:, channel], coordinate, direction)
     return out
+
+
+def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
+                shift_size: float | Tensor = 1.0) -> list[Tensor]:
+    """AttFind's edit on every row of `styles`: each coordinate moves toward its min (direction 0) or max
+    (direction 1) over the statistics' images. `shift_size` may be a [B] tensor (one per row)."""
+
+    def toward_target(column: Tensor, coordinate: int, direction: int) -> Tensor:
+        size = shift_size.to(column) if isinstance(shift_size, Tensor) else shift_size
+        return shifted(column, stats.targets(direction)[coordinate].to(column), size)
+
+    return edit_columns(styles, layout, edits, toward_target)
 
 
 def attfind_edit(layout: StyleLayout, stats: StyleStats) -> EditFn:
