@@ -1,3 +1,4 @@
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ from stylex.training import train_stylex
 TINY_RUN_OVERRIDES = ["classifier.epochs=3", "data.num_train=1024", "train.steps=20", "train.checkpoint_every=20",
                       "attfind.num_images=12", "attfind.chunk_images=4", "attfind.render_attributes=2",
                       "attfind.panel_images=3", "attfind.display_size=64"]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: weights must come from the local cache only."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,4 @@
 import logging
-import socket
 import warnings
 from pathlib import Path
 
@@ -25,15 +24,6 @@ from evaluation.fid import (
 )
 from stylex.classifier import Classifier, build_network
 from stylex.errors import UserError
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

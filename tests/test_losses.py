@@ -1,6 +1,5 @@
 import logging
 import math
-import socket
 from pathlib import Path
 
 import lpips
@@ -176,15 +175,6 @@ def test_loss_weights_defaults_and_validation():
     assert (weights.r1_gamma, weights.pl_weight, weights.lpips, weights.w_rec) == (10.0, 2.0, 0.1, 0.1)
     with pytest.raises(UserError, match="kl"):
         LossWeights(kl=-1.0)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture
