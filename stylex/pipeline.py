@@ -199,14 +199,14 @@ def attribute_title(a: Attribute, layout, classes: list[str]) -> str:
 
 
 @torch.no_grad()
-def target_gains(ctx: RunContext, styles: list[torch.Tensor], a: Attribute, candidates: torch.Tensor,
-                 edit: EditFn, dtype: torch.dtype) -> torch.Tensor:
-    """Change of the target logit on each candidate image when `a` is applied with `edit` (re-rendered)."""
+def target_gains(ctx: RunContext, styles: list[torch.Tensor], unedited_logits: torch.Tensor, a: Attribute,
+                 candidates: torch.Tensor, edit: EditFn, dtype: torch.dtype) -> torch.Tensor:
+    """Change of the target logit on each candidate image when `a` is applied with `edit` (re-rendered), against
+    the unedited logits of all images (`unedited_logits`, rendered once per figure set)."""
     rows = [s[candidates] for s in styles]
-    _, before = render_styles(ctx.model, rows, dtype)
     _, after = render_styles(ctx.model, edit(rows, [(a.coordinate, a.direction)], ctx.config.attfind.shift_size),
                              dtype)
-    return (after - before)[:, a.target]
+    return (after.cpu() - unedited_logits[candidates])[:, a.target]
 
 
 @torch.no_grad()
@@ -224,10 +224,11 @@ def render_attributes(ctx: RunContext, attributes: AttributeSet, styles: list[to
         raise UserError("render_attributes ranks images by `effects` only for AttFind's own edit; pass one of them")
     edit = edit or attfind_edit(layout, stats)
     if effects is not None:
-        predicted = effects.predicted
+        predicted, unedited_logits = effects.predicted, None
     else:
-        _, logits = render_styles(ctx.model, styles, dtype)
-        predicted = logits.argmax(1).cpu()
+        _, unedited_logits = render_styles(ctx.model, styles, dtype)
+        unedited_logits = unedited_logits.cpu()
+        predicted = unedited_logits.argmax(1)
     written: list[Path] = []
     summary = []
     for rank, a in enumerate(ranked_for_display(attributes)[:cfg.render_attributes], 1):
@@ -238,7 +239,7 @@ def render_attributes(ctx: RunContext, attributes: AttributeSet, styles: list[to
         if len(candidates) == 0:  # every image is already of the target class: show the edit on all of them
             candidates = torch.arange(len(predicted))
         gains = (effects.effect[candidates, a.direction, a.coordinate, a.target] if effects is not None
-                 else target_gains(ctx, styles, a, candidates, edit, dtype).cpu())
+                 else target_gains(ctx, styles, unedited_logits, a, candidates, edit, dtype))
         chosen = candidates[gains.argsort(descending=True)[:cfg.panel_images]]
         rows = [s[chosen] for s in styles]
         originals, base_logits = render_styles(ctx.model, rows, dtype)
