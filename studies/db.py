@@ -153,9 +153,22 @@ class Participant(Base):
     completion_code: Mapped[str | None] = mapped_column(String(64))
 
 
-class Trial(Base):
+class ItemColumns:
+    """What a study item and a planned trial both carry: the condition (for analysis), the four asset ids in
+    display order (JSON list) and the Part 1 answer key (``correct_option``, never sent to the browser)."""
+
+    method: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    attr_i: Mapped[int | None] = mapped_column(Integer)
+    attr_j: Mapped[int | None] = mapped_column(Integer)
+    assets: Mapped[str] = mapped_column(Text)
+    correct_option: Mapped[str | None] = mapped_column(String(1))
+
+
+class Trial(ItemColumns, Base):
     """One screen of a participant's plan. ``assets`` is a JSON list of 4 asset ids in display order (Part 1: the
-    two reference GIFs, then options A and B). ``correct_option`` is the Part 1 answer key and exists nowhere else."""
+    two reference GIFs, then options A and B). ``correct_option`` is the Part 1 answer key, copied from
+    ``study_item`` when the plan is made."""
 
     __tablename__ = "trial"
     __table_args__ = (
@@ -168,12 +181,6 @@ class Trial(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
     seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    method: Mapped[str | None] = mapped_column(Text)
-    domain: Mapped[str | None] = mapped_column(Text)
-    attr_i: Mapped[int | None] = mapped_column(Integer)
-    attr_j: Mapped[int | None] = mapped_column(Integer)
-    assets: Mapped[str] = mapped_column(Text)
-    correct_option: Mapped[str | None] = mapped_column(String(1))
     shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -204,7 +211,7 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
-class StudyItem(Base):
+class StudyItem(ItemColumns, Base):
     """An item of the study's materials (one manifest item). ``correct_option`` is the Part 1 answer key: it lives
     here and in ``trial`` only, and ``study_items`` returns it separately from the items."""
 
@@ -218,12 +225,6 @@ class StudyItem(Base):
     study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
     part: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    method: Mapped[str | None] = mapped_column(Text)
-    domain: Mapped[str | None] = mapped_column(Text)
-    attr_i: Mapped[int | None] = mapped_column(Integer)
-    attr_j: Mapped[int | None] = mapped_column(Integer)
-    assets: Mapped[str] = mapped_column(Text)
-    correct_option: Mapped[str | None] = mapped_column(String(1))
 
 
 class SchemaVersion(Base):
