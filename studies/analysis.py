@@ -120,7 +120,7 @@ def exclusions(responses: pd.DataFrame, min_attention: float = 1.0) -> tuple[set
     return kept, report
 
 
-def _main_part1(responses: pd.DataFrame, kept: set[str] | None) -> pd.DataFrame:
+def main_part1(responses: pd.DataFrame, kept: set[str] | None) -> pd.DataFrame:
     """Main coherence trials of kept participants with an answer, with ``correct`` as float and an attribute id."""
     _check_columns(responses)
     if kept is None:
@@ -177,7 +177,7 @@ def accuracy_table(responses: pd.DataFrame, kept: set[str] | None = None) -> pd.
 
     ``kept`` defaults to the participants kept by :func:`exclusions` with its default threshold.
     """
-    df = _main_part1(responses, kept)
+    df = main_part1(responses, kept)
     rows = []
     for (method, domain), cell in df.groupby(["method", "domain"], sort=True):
         n = len(cell)
@@ -238,7 +238,7 @@ def _term_name(name: str) -> str:
     return f"{m.group(1)}:{m.group(2)}" if m else name
 
 
-def _gee(df: pd.DataFrame, formula: str) -> dict[str, Any]:
+def gee(df: pd.DataFrame, formula: str) -> dict[str, Any]:
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
@@ -365,7 +365,7 @@ def compare_methods(
     Raises :class:`UserError` with fewer than two methods. A model that fails numerically reports ``{"error": ...}``
     instead of taking the rest of the analysis down with it.
     """
-    df = _main_part1(responses, kept)
+    df = main_part1(responses, kept)
     methods = sorted(df["method"].unique())
     if len(methods) < 2:
         raise UserError(
@@ -389,7 +389,7 @@ def compare_methods(
         ),
     }
     try:
-        result["gee"] = _gee(df, formula)
+        result["gee"] = gee(df, formula)
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
         result["gee"] = {"formula": formula, "error": f"{type(exc).__name__}: {exc}"}
     try:

@@ -338,12 +338,12 @@ def power(acc_a: float, acc_b: float, participants_grid: Sequence[int] = (5, 10,
             responses = planted_responses({"a": acc_a, "b": acc_b}, int(n), trials_per_method, attributes,
                                           seed=seed * 1_000_003 + g * 10_007 + s, participant_sd=participant_sd,
                                           attribute_sd=attribute_sd)
-            df = analysis._main_part1(responses, None)
+            df = analysis.main_part1(responses, None)
             p, mean, width = _paired_p(df, "a", "b")
             if test == "gee":
                 df["method"] = pd.Categorical(df["method"], categories=["b", "a"])
                 try:
-                    term = analysis._gee(df, "correct ~ C(method)")["terms"]["method:a"]
+                    term = analysis.gee(df, "correct ~ C(method)")["terms"]["method:a"]
                     p, effect = term["p_value"], term["log_odds_ratio"]
                 except (ValueError, np.linalg.LinAlgError, ZeroDivisionError, KeyError):
                     p, effect = float("nan"), 0.0
