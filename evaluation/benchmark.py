@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from baselines import wu
-from evaluation import counterfactuals, fid, recovery, report, sufficiency
+from evaluation import counterfactuals, fid, generators, recovery, report, sufficiency
 from evaluation.methods import IMAGE_LEVEL, LABELS, METHODS, VARIANTS, Method
 from stylex.attfind import AttributeSet
 from stylex.checkpoint import checkpoint_path, variant_name
@@ -48,7 +48,8 @@ log = logging.getLogger("stylex.benchmark")
 
 SHAPES_DATASETS = ("shapes", "shapes-multi")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTING_FILES = ("classifier.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt")
+RECONSTRUCTION_GRID = "reconstructions.png"
+STARTING_FILES = ("classifier.pt", "oracle.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt")
 
 
 # ---- bookkeeping ----------------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def copy_starting_models(config: Config, run_dir: Path) -> list[str]:
         raise UserError(f"{folder} has no config.json describing how its models were trained")
     shipped = json.loads(shipped_config.read_text())
     current = config.to_dict()
-    differing = [f"{section}.{key}" for section in ("data", "classifier", "model", "train", "loss")
+    differing = [f"{section}.{key}" for section in ("data", "classifier", "oracle", "model", "train", "loss")
                  for key, value in current[section].items()
                  if shipped.get(section, {}).get(key) != value and key not in ("steps", "cst", "root")]
     if differing:
@@ -145,12 +146,38 @@ def prepare_models(config: Config, run_dir: Path) -> dict:
     """Train or reuse the classifier and both generators; returns their held-out metrics."""
     copy_starting_models(config, run_dir)
     classifier = train_classifier(config, run_dir)
-    metrics = {"classifier": {"arch": classifier.arch, **classifier.metrics}}
+    oracle = train_classifier(config, run_dir, oracle=True)
+    metrics = {"classifier": {"arch": classifier.arch, **classifier.metrics},
+               "oracle": {"arch": oracle.arch, **oracle.metrics}}
     for cst in (True, False):
         variant_config = Config.from_dict({**config.to_dict(), "train": {**config.to_dict()["train"], "cst": cst}})
         resume = checkpoint_path(run_dir, cst).exists()
-        metrics[variant_name(cst)] = train_stylex(variant_config, run_dir, classifier, resume=resume)
+        monitor = generators.training_monitor(variant_config, run_dir, classifier, classifier_device(classifier))
+        metrics[variant_name(cst)] = train_stylex(variant_config, run_dir, classifier, resume=resume, monitor=monitor)
     return metrics
+
+
+def classifier_device(classifier) -> torch.device:
+    return next(classifier.parameters()).device
+
+
+def faithfulness_stage(config: Config, contexts: dict[str, RunContext], run_dir: Path, store: StageStore,
+                       report_dir: Path, progress: bool) -> dict:
+    """The faithfulness battery of both generators (DESIGN 5) and their reconstruction grid, cached by weights."""
+    key = {variant: {"step": ctx.model.step, "weights": fid.state_fingerprint(ctx.model.generator),
+                     "encoder": fid.state_fingerprint(ctx.model.encoder)} for variant, ctx in contexts.items()}
+    key.update(stage="faithfulness", eval_images=config.train.eval_images, probes=config.evaluation.probe_steps,
+               oracle=(run_dir / "oracle.pt").is_file(), lpips=config.train.lpips)
+    models = {variant: ctx.model for variant, ctx in contexts.items()}
+    device = next(iter(contexts.values())).device
+    value = store.cached("faithfulness", key,
+                         lambda: generators.measure_run(config, run_dir, models, device, progress))
+    grid = run_dir / "faithfulness" / "reconstructions.png"
+    if not grid.is_file():  # cached numbers, but the picture was removed: draw it again
+        generators.measure_run(config, run_dir, models, device, progress)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(grid, report_dir / RECONSTRUCTION_GRID)
+    return value
 
 
 # ---- methods --------------------------------------------------------------------------------------------------
@@ -321,6 +348,9 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
             if result is None:
                 raise UserError("stylex benchmark runs in one process; use torchrun for `stylex attfind` only")
             results[ctx.variant] = (ctx, result)
+    with timer.stage("faithfulness"):
+        contexts = {variant: results[variant][0] for variant in ("stylex", "stylex-nocst")}  # the grid's row order
+        faithful = faithfulness_stage(config, contexts, run_dir, store, report_dir, progress)
     with timer.stage("wu"):
         nocst_ctx, nocst = results["stylex-nocst"]
         found = {"wu": wu_attributes(config, nocst, nocst_ctx)}
@@ -356,14 +386,12 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
     for key, strategies in curves.items():
         cell = strategies["class_level"][k - 1] if strategies.get("class_level") else None
         table_row[key] = None if cell is None else {name: cell[name] for name in ("fraction", "ci_low", "ci_high")}
-    generators = {}
+    generator_rows = {}
     for variant in ("stylex", "stylex-nocst"):
-        trained = model_metrics.get(variant) or {}
-        generators[variant] = {"step": results[variant][0].model.step,
-                               "reconstruction_l1": trained.get("reconstruction_l1"),
-                               "lpips": trained.get("reconstruction_lpips"),
-                               "lpips_mode": trained.get("lpips_mode"),
-                               "classifier_agreement": trained.get("classifier_agreement")}
+        measured = faithful[variant]
+        generator_rows[variant] = {"lpips_mode": config.train.lpips,
+                                   **{k: v for k, v in measured.items() if k != "reconstruction_lpips"},
+                                   "lpips": measured.get("reconstruction_lpips")}
     ctx0 = items[-1].ctx
     metrics = {
         "format": "stylex-benchmark", "format_version": 1,
@@ -372,9 +400,12 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
         "dataset": {"name": config.data.dataset, "classes": ctx0.classes,
                     "resolution": ctx0.model.generator.cfg.img_resolution},
         "classifier": {"arch": model_metrics["classifier"].get("arch"),
-                       "test_accuracy": model_metrics["classifier"].get("test", {}).get("accuracy")},
+                       "test_accuracy": model_metrics["classifier"].get("test", {}).get("accuracy"),
+                       "oracle_arch": model_metrics["oracle"].get("arch"),
+                       "oracle_test_accuracy": model_metrics["oracle"].get("test", {}).get("accuracy")},
         "methods": {key: method_rows[key] for key in METHODS},
-        "generators": generators,
+        "generators": generator_rows,
+        "reconstruction_grid": RECONSTRUCTION_GRID,
         "sufficiency": {"num_images": items[0].count, "shift_size": config.attfind.shift_size,
                         "max_k": config.evaluation.max_k, "curves": curves},
         "table3": {"k": k, "strategy": "class_level", "rows": [table_row]},

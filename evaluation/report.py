@@ -55,6 +55,12 @@ STRATEGY_TITLES = {"class_level": "Class-level top-k", "independent": "Independe
 INCEPTION_LABEL = FID_LABEL
 CLASSIFIER_FEATURE_LABEL = CLASSIFIER_LABEL
 GENERATOR_COLUMNS = (("step", "checkpoint step"), ("reconstruction_l1", "reconstruction L1"), ("lpips", "LPIPS"),
+                     ("explained_agreement", "explained agreement"), ("oracle_agreement", "oracle agreement"),
+                     ("input_dependence_pixels", "input dependence (pixels)"),
+                     ("input_dependence_features", "input dependence (features)"),
+                     ("swapped_condition_agreement", "agreement, swapped condition"),
+                     ("factor_shape", "shape kind kept"), ("factor_size", "size kept"), ("factor_spot", "spot kept"),
+                     ("factor_shape_iou", "shape IoU"), ("sample_frechet_classifier", "sample FD (classifier)"),
                      ("classifier_agreement", "classifier agreement"))
 FIGURE_DPI = 120
 
@@ -594,7 +600,23 @@ def _run_section(metrics: Mapping) -> list[_Block]:
         rows = [[_label(metrics, key), *(_plain(_number(generators[key].get(column), 3)) for column, _ in columns)]
                 for key in _ordered(generators)]
         blocks.append(_table(["Generator", *(name for _, name in columns)], rows, [False] + [True] * len(columns),
-                             _inline("Generators (reconstruction quality on held-out images)")))
+                             _inline("Generators: faithfulness of the reconstructions G(E(x)) on held-out images")))
+        missed = [f"{_label(metrics, key)}: {'; '.join(generators[key]['gate_failures'])}"
+                  for key in _ordered(generators) if generators[key].get("gate_failures")]
+        blocks.append(_Paragraph(_inline(
+            _Span("Faithfulness. ", strong=True),
+            "Explained agreement alone can be met through the condition C(x) that StylEx feeds to every style "
+            "affine (one image per class would score 1.0), so read it with the metrics the shortcut cannot meet: "
+            "oracle agreement (an independent classifier, another architecture and seed, never used in training), "
+            "input dependence (pairwise distances of reconstructions over those of the images: 0 for a collapsed "
+            "generator, 1 for identity), the agreement kept when G is fed another class's probabilities (low = the "
+            "decision comes from the condition), and on shapes the factors the probes read off x' as off x. Gates "
+            "of the suite (DESIGN section 9): " + ("all met." if not missed else "missed by " + " | ".join(missed)
+                                                   + "."))))
+        if metrics.get("reconstruction_grid"):
+            blocks.append(_Picture(_text(metrics["reconstruction_grid"]),
+                                   "Held-out images (top row), their StylEx reconstructions (middle row) and their "
+                                   "StylEx w/o CST reconstructions (bottom row)"))
 
     timings = _section(metrics, "timings") or {}
     if timings:

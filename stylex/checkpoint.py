@@ -73,9 +73,13 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
     return payload
 
 
+VARIANTS = ("stylex", "stylex-nocst")
+
+
 @dataclass
 class StylexModel:
-    """The trained explainer: EMA generator and encoder plus the classifier they were trained against."""
+    """The trained explainer: EMA generator and encoder plus the classifier they were trained against (and, when
+    loaded from a folder that has one, the independent oracle classifier that judges reconstructions)."""
 
     generator: Generator
     encoder: Encoder
@@ -83,6 +87,7 @@ class StylexModel:
     cst: bool
     step: int
     metrics: dict
+    oracle: Classifier | None = None
 
     @torch.no_grad()
     def condition(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -112,3 +117,21 @@ def load_stylex(path: Path, classifier: Classifier, device: str | torch.device =
                        encoder.to(device).eval().requires_grad_(False),
                        classifier.to(device).eval().requires_grad_(False),
                        payload["cst"], payload["step"], payload.get("metrics", {}))
+
+
+def load(folder: str | Path, variant: str = "stylex", device: str | torch.device = "cpu") -> StylexModel:
+    """A trained StylEx (`variant="stylex"`) or w/o-CST baseline (`"stylex-nocst"`) from a run directory or a
+    shipped models folder (`classifier.pt`, `checkpoints/<variant>.pt`, optionally `oracle.pt`): the public entry
+    point for notebooks and checks, `model.reconstruct(images)`, `model.styles(images)`, `model.classifier`."""
+    from stylex.classifier import load as load_classifier
+
+    if variant not in VARIANTS:
+        raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"no folder {folder}; pass a run directory (runs/NAME) or a models folder (models/demo)")
+    classifier = load_classifier(folder / "classifier.pt", map_location=device)
+    model = load_stylex(checkpoint_path(folder, variant == "stylex"), classifier, device)
+    if (folder / "oracle.pt").is_file():
+        model.oracle = load_classifier(folder / "oracle.pt", map_location=device).requires_grad_(False)
+    return model

@@ -1,4 +1,5 @@
-"""The classifier to be explained: MobileNetV2 (the paper's family) or ResNet-18, adapted to small images.
+"""The classifier to be explained: MobileNetV2 (the paper's family) or ResNet-18, adapted to small images; and a
+plain VGG-style CNN, the default architecture of the independent oracle classifier (DESIGN section 5).
 
 `Classifier` wraps any network mapping images in [-1, 1] ([B, C, H, W]) to logits [B, num_classes] with
 the metadata the suite needs (class names, image size, channels). `load(path)` reads a suite checkpoint
@@ -20,7 +21,7 @@ from torchvision.ops import Conv2dNormActivation
 from stylex.errors import UserError
 from stylex.runtime import atomic_torch_save, code_version
 
-ARCHITECTURES = ("mobilenet_v2", "resnet18")
+ARCHITECTURES = ("mobilenet_v2", "resnet18", "plain_cnn")
 CHECKPOINT_FORMAT = "stylex-classifier"
 TORCHSCRIPT_METADATA = "stylex_classifier.json"
 # torchvision's ImageNet weight files, looked up in the torch hub cache only (no download at run time).
@@ -63,6 +64,21 @@ def build_resnet18(num_classes: int, resolution: int, channels: int) -> nn.Modul
     return net
 
 
+def build_plain_cnn(num_classes: int, resolution: int, channels: int, width: float = 1.0) -> nn.Module:
+    """conv-BN-ReLU pairs at widths 32, 64, 128 (times `width`), each pair followed by a 2x2 max-pool until the
+    map is about 4x4, then global average pooling and a linear head: cheap on a CPU and unlike MobileNetV2."""
+    layers: list[nn.Module] = []
+    in_channels = channels
+    for stage in range(downsampling_steps(resolution)):
+        out_channels = max(8, round(32 * 2 ** min(stage, 2) * width))
+        for _ in range(2):
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+                       nn.ReLU(inplace=True)]
+            in_channels = out_channels
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes))
+
+
 def build_network(arch: str, num_classes: int, resolution: int, channels: int, width: float = 1.0) -> nn.Module:
     if num_classes < 2:
         raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
@@ -70,6 +86,8 @@ def build_network(arch: str, num_classes: int, resolution: int, channels: int, w
         return build_mobilenet_v2(num_classes, resolution, channels, width)
     if arch == "resnet18":
         return build_resnet18(num_classes, resolution, channels)
+    if arch == "plain_cnn":
+        return build_plain_cnn(num_classes, resolution, channels, width)
     raise UserError(f"unknown classifier architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 

@@ -40,7 +40,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
     config, run_dir = _resolve(args)
     save_config(config, run_dir)
-    train_classifier(config, run_dir, retrain=args.retrain)
+    train_classifier(config, run_dir, retrain=args.retrain, oracle=args.oracle)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -51,8 +51,34 @@ def cmd_train(args: argparse.Namespace) -> None:
     config, run_dir = _resolve(args)
     if int(os.environ.get("RANK", "0")) == 0:
         save_config(config, run_dir)
-    classifier = load_run_classifier(run_dir, args.classifier, training_device(config))
-    train_stylex(config, run_dir, classifier, resume=args.resume)
+    device = training_device(config)
+    classifier = load_run_classifier(run_dir, args.classifier, device)
+    monitor = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        from evaluation.generators import training_monitor
+
+        monitor = training_monitor(config, run_dir, classifier, device)
+    train_stylex(config, run_dir, classifier, resume=args.resume, monitor=monitor)
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> None:
+    from evaluation.generators import format_faithfulness, measure_run
+    from stylex.checkpoint import VARIANTS, load
+    from stylex.runtime import process_device
+
+    config_file = args.run / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{args.run} is not a run directory (no config.json); pass --run runs/<name>")
+    config = load_config(str(config_file), args.overrides + ([f"device={args.device}"] if args.device else []))
+    device = process_device(config.device)
+    variants = ["stylex-nocst"] if args.no_cst else [v for v in VARIANTS
+                                                     if (args.run / "checkpoints" / f"{v}.pt").is_file()]
+    if not variants:
+        raise UserError(f"no generator checkpoints in {args.run / 'checkpoints'}; train one with `stylex train`")
+    models = {variant: load(args.run, variant, device) for variant in variants}
+    results = measure_run(config, args.run, models, device, progress=True)
+    print(format_faithfulness(results))
+    print(f"wrote {args.run / 'faithfulness'}/")
 
 
 def cmd_eval_classifier(args: argparse.Namespace) -> None:
@@ -132,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "on the held-out split, save RUNS/NAME/classifier.pt.")
     _add_config_options(train)
     train.add_argument("--retrain", action="store_true", help="train again even if a matching classifier.pt exists")
+    train.add_argument("--oracle", action="store_true",
+                       help="train the independent oracle classifier (oracle section: another architecture and "
+                       "seed) into RUNS/NAME/oracle.pt; it judges reconstructions, never explains")
     train.set_defaults(handler=cmd_train_classifier)
 
     train_gan = commands.add_parser(
@@ -177,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="attributes to select (subset: at most this many, stops at the flip)")
     explain.add_argument("--out", type=Path, help="output folder")
     explain.set_defaults(handler=cmd_explain)
+
+    faithful = commands.add_parser(
+        "faithfulness", help="measure how faithfully the generators reconstruct held-out images",
+        description="Reconstruction L1 / LPIPS, explained and oracle agreement, input dependence, swapped-condition "
+        "agreement, factor fidelity and shape IoU (shapes), and a classifier-feature Frechet distance of noise "
+        "samples, for both generators of RUN; writes RUN/faithfulness/VARIANT.json and reconstructions.png.")
+    _add_run_options(faithful)
+    faithful.set_defaults(handler=cmd_faithfulness)
 
     bench = commands.add_parser(
         "benchmark", help="compare Wu et al., StylEx w/o CST and StylEx; write the report",

@@ -49,6 +49,18 @@ class ClassifierConfig:
 
 
 @dataclass
+class OracleConfig:
+    """The independent oracle classifier (`stylex train-classifier --oracle`, `oracle.pt`): trained on the same
+    data with another architecture and seed than the explained classifier, never used in training or explaining,
+    it judges whether reconstructions and counterfactuals keep or change the class (DESIGN section 5). Epochs,
+    batch size, learning rate and flips are the classifier section's."""
+
+    arch: str = "plain_cnn"
+    width: float = 1.0
+    seed: int = 1
+
+
+@dataclass
 class StylexModelConfig:
     """Sizes of the StylEx networks (G, E, D); the image size and channels come from the data."""
 
@@ -72,8 +84,17 @@ class TrainConfig:
     encoder_lr: float = 0.002
     beta1: float = 0.0
     beta2: float = 0.99
-    r1_interval: int = 16  # lazy R1 every N steps
-    pl_interval: int = 4  # lazy path length every N steps
+    r1_interval: int = 16  # lazy R1 every N steps (Adam's lr and betas of D are corrected for it)
+    pl_interval: int = 4  # lazy path length every N steps (G's Adam corrected likewise when it is on)
+    # Reconstruction warm-up: the first warmup_steps train E and G on L1 + LPIPS only (G sees the condition,
+    # no KL, no discriminator, no noise path), with Adam lr warmup_lr and beta1 warmup_beta1; then the full
+    # objective, its adversarial and classifier weights ramped linearly from 0 over adv_ramp_steps and
+    # kl_ramp_steps, so the terms that can pull reconstructions away (DESIGN 5) come in gently.
+    warmup_steps: int = 0
+    warmup_lr: float = 0.005
+    warmup_beta1: float = 0.9
+    adv_ramp_steps: int = 0
+    kl_ramp_steps: int = 0
     pl_batch_shrink: int = 2
     lpips: str = "pretrained"  # pretrained | random | off (random and off are for offline smoke runs)
     lpips_net: str = "alex"
@@ -83,6 +104,7 @@ class TrainConfig:
     log_every: int = 50  # steps between TensorBoard scalars
     image_every: int = 1000  # steps between TensorBoard image grids (inputs | reconstructions | samples)
     eval_images: int = 512  # held-out images for the final reconstruction / agreement metrics
+    eval_every: int = 0  # steps between faithfulness measurements logged to TensorBoard (0: only at the end)
     amp: bool = True  # bf16 autocast and TF32 on CUDA (CPU always runs fp32)
     seed: int = 0
 
@@ -92,17 +114,17 @@ class LossWeights:
     """Multipliers of the loss terms. Sources of the defaults:
 
     - adv 1.0: the GAN terms unscaled (StyleGAN2, and the ReScience StylEx code).
-    - r1_gamma 10.0: StyleGAN2 config-f (and the weight of the ReScience code's gradient penalty on reals).
-      The caller applies gamma / 2 * interval; stylegan2-ada's heuristic 0.0002 * res^2 / batch would give
-      much smaller values for small images, so lower it if D is over-regularised.
-    - pl_weight 2.0: StyleGAN2 path-length weight.
+    - r1_gamma None = resolution-aware, StyleGAN2-ADA's heuristic 0.0002 * res^2 / batch (0.0128 at 32 px and
+      batch 16; 10 is config-f's value for 1024 px). The caller applies gamma / 2 * interval.
+    - pl_weight None = resolution-aware: 2 (StyleGAN2) from 128 px up, 0 below, as StyleGAN2-ADA's low-resolution
+      (cifar) setting, where a single broadcast w makes the regulariser fight reconstruction.
     - l1 1.0, lpips 0.1, w_rec 0.1, kl 1.0: the ReScience StylEx code (rec weight 1, LPIPS 0.1, 0.1 x L1 on
       the encoder's w, kl_scaling 1); the paper gives no values.
     """
 
     adv: float = 1.0
-    r1_gamma: float = 10.0
-    pl_weight: float = 2.0
+    r1_gamma: float | None = None
+    pl_weight: float | None = None
     l1: float = 1.0
     lpips: float = 0.1
     w_rec: float = 0.1
@@ -111,8 +133,22 @@ class LossWeights:
     def __post_init__(self):
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
+            if value is None and item.name in ("r1_gamma", "pl_weight"):
+                continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise UserError(f"loss weight {item.name} must be a finite number >= 0, got {value!r}")
+
+
+def resolved_r1_gamma(weights: LossWeights, resolution: int, batch_size: int) -> float:
+    if weights.r1_gamma is not None:
+        return weights.r1_gamma
+    return 0.0002 * resolution ** 2 / batch_size
+
+
+def resolved_pl_weight(weights: LossWeights, resolution: int) -> float:
+    if weights.pl_weight is not None:
+        return weights.pl_weight
+    return 2.0 if resolution >= 128 else 0.0
 
 
 @dataclass
@@ -205,6 +241,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     model: StylexModelConfig = field(default_factory=StylexModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossWeights = field(default_factory=LossWeights)

@@ -536,9 +536,12 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.trunk = ResidualTrunk(cfg.img_resolution, cfg.img_channels, cfg.channel_base, cfg.channel_max)
         channels = self.trunk.out_channels
+        # The hidden layer is at least w_dim wide: a head narrower than w (32 features for a 128-d w on the CPU
+        # demo) kept the encoder from carrying shape kind and rotation, which G renders from an optimised w.
+        hidden = max(channels, cfg.w_dim)
         self.conv = EqualConv2d(channels, channels, 3, activation="lrelu")
-        self.fc = EqualLinear(channels * 16, channels, activation="lrelu")
-        self.out = EqualLinear(channels, cfg.w_dim)
+        self.fc = EqualLinear(channels * 16, hidden, activation="lrelu")
+        self.out = EqualLinear(hidden, cfg.w_dim)
 
     def forward(self, img: Tensor) -> Tensor:
         x = self.conv(self.trunk(img))  # [B, C, 4, 4]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from stylex.classifier import Classifier, build_network, load, load_imagenet_backbone
-from stylex.config import Config
+from stylex.config import ClassifierConfig, Config
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
 from stylex.runtime import resolve_device
@@ -52,16 +52,30 @@ def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _provenance(config: Config) -> dict:
+CLASSIFIER_FILE, ORACLE_FILE = "classifier.pt", "oracle.pt"
+
+
+def oracle_settings(config: Config) -> ClassifierConfig:
+    """The classifier settings of the independent oracle: the oracle section's architecture, width and seed."""
+    oracle = config.oracle
+    if oracle.seed == config.classifier.seed and oracle.arch == config.classifier.arch:
+        raise UserError("the oracle must differ from the explained classifier: set oracle.arch or oracle.seed "
+                        f"to something else than classifier.arch={config.classifier.arch} and "
+                        f"classifier.seed={config.classifier.seed}")
+    return dataclasses.replace(config.classifier, arch=oracle.arch, width=oracle.width, seed=oracle.seed,
+                               pretrained=False)
+
+
+def _provenance(config: Config, settings: ClassifierConfig) -> dict:
     """The parts of the config a trained classifier depends on."""
-    return {"data": dataclasses.asdict(config.data), "classifier": dataclasses.asdict(config.classifier)}
+    return {"data": dataclasses.asdict(config.data), "classifier": dataclasses.asdict(settings)}
 
 
-def _reusable(path: Path, config: Config) -> Classifier | None:
+def _reusable(path: Path, config: Config, settings: ClassifierConfig) -> Classifier | None:
     if not path.is_file():
         return None
     existing = load(path)
-    wanted, found = _provenance(config), existing.config
+    wanted, found = _provenance(config, settings), existing.config
     if {k: found.get(k) for k in wanted} == wanted:
         return existing
     differing = [f"{section}.{key}" for section in wanted for key in wanted[section]
@@ -70,18 +84,19 @@ def _reusable(path: Path, config: Config) -> Classifier | None:
                     "pass --retrain to replace it, or --name to use another run directory")
 
 
-def train_classifier(config: Config, run_dir: Path, retrain: bool = False) -> Classifier:
-    """Train (or reuse the matching) `run_dir/classifier.pt`; prints the held-out accuracy and confusion."""
-    path = run_dir / "classifier.pt"
+def train_classifier(config: Config, run_dir: Path, retrain: bool = False, oracle: bool = False) -> Classifier:
+    """Train (or reuse the matching) `run_dir/classifier.pt`, or with `oracle` the independent `oracle.pt`;
+    prints the held-out accuracy and confusion."""
+    path = run_dir / (ORACLE_FILE if oracle else CLASSIFIER_FILE)
+    settings = oracle_settings(config) if oracle else config.classifier
     device = resolve_device(config.device)
     test_set = build_dataset(config.data, "test")
-    if not retrain and (existing := _reusable(path, config)) is not None:
+    if not retrain and (existing := _reusable(path, config, settings)) is not None:
         print(f"reusing {path} (same data and classifier config; --retrain trains again)")
         report(existing, existing.metrics)
         return existing
 
     train_set = build_dataset(config.data, "train")
-    settings = config.classifier
     torch.manual_seed(settings.seed)
     net = build_network(settings.arch, train_set.num_classes, train_set.resolution, train_set.channels,
                         settings.width)
@@ -89,7 +104,7 @@ def train_classifier(config: Config, run_dir: Path, retrain: bool = False) -> Cl
         left_out = load_imagenet_backbone(net, settings.arch, train_set.channels)
         log.info("ImageNet weights loaded; left at random init: %s", ", ".join(left_out))
     classifier = Classifier(net, train_set.classes, train_set.resolution, train_set.channels, settings.arch,
-                            settings.width, config=_provenance(config)).to(device)
+                            settings.width, config=_provenance(config, settings)).to(device)
 
     steps_per_epoch = -(-len(train_set) // settings.batch_size)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -37,7 +37,7 @@ from stylex.checkpoint import (
     variant_name,
 )
 from stylex.classifier import Classifier
-from stylex.config import Config
+from stylex.config import Config, resolved_pl_weight, resolved_r1_gamma
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
 from stylex.runtime import Distributed, process_device
@@ -45,7 +45,15 @@ from stylex.runtime import Distributed, process_device
 log = logging.getLogger("stylex.training")
 
 # Settings that may change when a run is resumed (length and cadence), everything else must match.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "image_every", "eval_images"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "image_every", "eval_images", "eval_every"}
+WARMUP, FULL = "warmup", "full"
+
+
+def lazy_adam(lr: float, betas: tuple[float, float], interval: int) -> tuple[float, tuple[float, float]]:
+    """Adam settings for a network whose regulariser runs every `interval` steps as an extra share of the step
+    (StyleGAN2's lazy regularisation): lr and betas scaled by interval / (interval + 1)."""
+    ratio = interval / (interval + 1)
+    return lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
 
 
 class TrainingDiverged(UserError):
@@ -70,7 +78,8 @@ def update_ema(ema: torch.nn.Module, live: torch.nn.Module, beta: float) -> None
 
 
 class Trainer:
-    def __init__(self, config: Config, run_dir: Path, classifier: Classifier, resume: bool = False):
+    def __init__(self, config: Config, run_dir: Path, classifier: Classifier, resume: bool = False,
+                 monitor=None):
         self.config = config
         self.train_cfg = config.train
         self.weights = config.loss
@@ -98,6 +107,10 @@ class Trainer:
         self.net_configs = network_configs(config, self.train_set.resolution, self.train_set.channels,
                                            self.train_set.num_classes, self.cst)
         self.G, self.E, self.D = (m.to(self.device) for m in build_networks(self.net_configs))
+        self.monitor = monitor  # (G_ema, E_ema) -> dict of faithfulness metrics, or None
+        resolution, batch = self.train_set.resolution, config.train.batch_size
+        self.r1_gamma = resolved_r1_gamma(config.loss, resolution, batch)
+        self.pl_weight = resolved_pl_weight(config.loss, resolution)
         self.G_ema, self.E_ema = copy.deepcopy(self.G).eval(), copy.deepcopy(self.E).eval()
         _set_requires_grad(self.G_ema, False)
         _set_requires_grad(self.E_ema, False)
@@ -210,8 +223,59 @@ class Trainer:
     def condition(self, logits: torch.Tensor) -> torch.Tensor | None:
         return logits.float().softmax(dim=1) if self.cst else None
 
+    def phase(self, step: int | None = None) -> str:
+        """The schedule is a function of the step alone, so a resumed run continues in the same phase."""
+        return WARMUP if (self.step if step is None else step) < self.train_cfg.warmup_steps else FULL
+
+    def ramp(self, ramp_steps: int) -> float:
+        """0 -> 1 linearly over `ramp_steps` steps after the warm-up (1 at once without a ramp)."""
+        if ramp_steps <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.step - self.train_cfg.warmup_steps + 1) / ramp_steps))
+
+    def _set_optimizer_settings(self) -> None:
+        train = self.train_cfg
+        if self.phase() == WARMUP:
+            generator = encoder = (train.warmup_lr, (train.warmup_beta1, train.beta2))
+        else:
+            betas = (train.beta1, train.beta2)
+            encoder = (train.encoder_lr, betas)
+            generator = lazy_adam(train.lr, betas, train.pl_interval) if self.pl_weight > 0 else (train.lr, betas)
+        discriminator = lazy_adam(train.lr, (train.beta1, train.beta2), train.r1_interval)
+        for optimizer, (lr, betas) in ((self.opt_G, generator), (self.opt_E, encoder), (self.opt_D, discriminator)):
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, betas
+
+    def warmup_phase(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """E and G on reconstruction alone (L1 + LPIPS); G sees the condition it will be trained with."""
+        weights, rounds = self.weights, self.train_cfg.accumulate
+        _set_requires_grad(self.G, True)
+        _set_requires_grad(self.E, True)
+        self.opt_G.zero_grad(set_to_none=True)
+        self.opt_E.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        for x in images.chunk(rounds):
+            with torch.no_grad(), self.autocast:
+                logits_real = self.classifier(x).float()
+            with self.autocast:
+                reconstruction = self.G(self.E(x), self.condition(logits_real))
+                terms = {"l1": losses.l1_reconstruction(reconstruction, x),
+                         "lpips": self.lpips(reconstruction.float(), x).mean()}
+            ((weights.l1 * terms["l1"] + weights.lpips * terms["lpips"]) / rounds).backward()
+            with torch.no_grad(), self.autocast:
+                logits_rec = self.classifier(reconstruction.detach()).float()
+                terms["agreement"] = (logits_rec.argmax(1) == logits_real.argmax(1)).float().mean()
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0) + value.detach() / rounds
+        self.dist.average_gradients(self.G, self.E)
+        self.opt_G.step()
+        self.opt_E.step()
+        return totals
+
     def generator_phase(self, images: torch.Tensor, regularize: bool) -> dict[str, torch.Tensor]:
         weights, rounds = self.weights, self.train_cfg.accumulate
+        adv_weight = weights.adv * self.ramp(self.train_cfg.adv_ramp_steps)
+        kl_weight = weights.kl * self.ramp(self.train_cfg.kl_ramp_steps)
         _set_requires_grad(self.D, False)
         _set_requires_grad(self.G, True)
         _set_requires_grad(self.E, True)
@@ -224,7 +288,7 @@ class Trainer:
             cond = self.condition(logits_real)
             z = torch.randn(x.shape[0], self.G.cfg.z_dim, device=self.device)
             with self.autocast:
-                fake = self.G(self.G.mapping(z), cond)
+                fake = self.G(self.G.mapping(z, update_w_avg=True), cond)  # the one w_avg update per step
                 w_real = self.E(x)
                 reconstruction = self.G(w_real, cond)
                 scores = self.D(torch.cat([fake, reconstruction]), None if cond is None else torch.cat([cond, cond]))
@@ -237,14 +301,15 @@ class Trainer:
                 logits_rec = self.classifier(reconstruction).float()
             no_kl = torch.zeros((), device=x.device)
             terms["kl"] = losses.classifier_kl(logits_rec, logits_real) if self.cst else no_kl
-            total = (weights.adv * terms["g_adv"] + weights.l1 * terms["l1"] + weights.lpips * terms["lpips"]
-                     + weights.w_rec * terms["w_rec"] + weights.kl * terms["kl"])
+            terms["adv_weight"], terms["kl_weight"] = no_kl + adv_weight, no_kl + kl_weight
+            total = (adv_weight * terms["g_adv"] + weights.l1 * terms["l1"] + weights.lpips * terms["lpips"]
+                     + weights.w_rec * terms["w_rec"] + kl_weight * terms["kl"])
             (total / rounds).backward()
             with torch.no_grad():
                 terms["agreement"] = (logits_rec.argmax(1) == logits_real.argmax(1)).float().mean()
             for key, value in terms.items():
                 totals[key] = totals.get(key, 0) + value.detach() / rounds
-        if regularize and self.weights.pl_weight > 0:
+        if regularize and self.pl_weight > 0:
             totals["pl"] = self.path_length_term(images)
         self.dist.average_gradients(self.G, self.E)
         self.opt_G.step()
@@ -258,11 +323,11 @@ class Trainer:
         if self.cst:
             with torch.no_grad():
                 cond = self.classifier(images[:count]).float().softmax(dim=1)
-        w = self.G.mapping(torch.randn(count, self.G.cfg.z_dim, device=self.device))
+        w = self.G.mapping(torch.randn(count, self.G.cfg.z_dim, device=self.device), update_w_avg=False)
         fake = self.G(w, cond)
         penalty, new_mean, _ = losses.path_length_penalty(fake, w, self.dist.mean(self.mean_path_length))
         self.mean_path_length = self.dist.mean(new_mean)
-        (penalty * self.weights.pl_weight * self.train_cfg.pl_interval).backward()
+        (penalty * self.pl_weight * self.train_cfg.pl_interval).backward()
         return penalty.detach()
 
     def discriminator_phase(self, images: torch.Tensor, regularize: bool) -> dict[str, torch.Tensor]:
@@ -276,7 +341,7 @@ class Trainer:
             with torch.no_grad(), self.autocast:
                 cond = self.condition(self.classifier(x))
                 z = torch.randn(x.shape[0], self.G.cfg.z_dim, device=self.device)
-                fakes = torch.cat([self.G(self.G.mapping(z), cond), self.G(self.E(x), cond)])
+                fakes = torch.cat([self.G(self.G.mapping(z, update_w_avg=False), cond), self.G(self.E(x), cond)])
             doubled = None if cond is None else torch.cat([cond, cond])
             with self.autocast:
                 real_scores = self.D(x, cond)
@@ -284,10 +349,10 @@ class Trainer:
                 terms = {"d_adv": F.softplus(fake_scores.float()).mean() + F.softplus(-real_scores.float()).mean(),
                          "d_real": real_scores.float().mean(), "d_fake": fake_scores.float().mean()}
             loss = terms["d_adv"]
-            if regularize and self.weights.r1_gamma > 0:
+            if regularize and self.r1_gamma > 0:
                 real = x.detach().requires_grad_(True)
                 terms["r1"] = losses.r1_penalty(real, self.D(real, cond))  # fp32: double backward
-                loss = loss + terms["r1"] * (self.weights.r1_gamma / 2 * self.train_cfg.r1_interval)
+                loss = loss + terms["r1"] * (self.r1_gamma / 2 * self.train_cfg.r1_interval)
             (loss / rounds).backward()
             for key, value in terms.items():
                 totals[key] = totals.get(key, 0) + value.detach() / rounds
@@ -320,10 +385,15 @@ class Trainer:
         try:
             while self.step < train.steps:
                 images, _ = next(batches)
-                terms = self.generator_phase(images, regularize=self.step % train.pl_interval == 0)
+                self._set_optimizer_settings()
+                if self.phase() == WARMUP:
+                    terms = self.warmup_phase(images)
+                else:
+                    terms = self.generator_phase(images, regularize=self.step % train.pl_interval == 0)
                 update_ema(self.G_ema, self.G, self.ema_beta())
                 update_ema(self.E_ema, self.E, self.ema_beta())
-                terms.update(self.discriminator_phase(images, regularize=self.step % train.r1_interval == 0))
+                if self.phase() == FULL:
+                    terms.update(self.discriminator_phase(images, regularize=self.step % train.r1_interval == 0))
                 values = dict(zip(terms, torch.stack([t.float() for t in terms.values()]).tolist(), strict=True))
                 bad = [k for k, v in values.items() if not math.isfinite(v)]
                 if bad:
@@ -342,6 +412,8 @@ class Trainer:
                         self._log_scalars(writer, log_file, values, rate)
                     if self.step % train.image_every == 0:
                         self._log_images(writer)
+                    if train.eval_every and self.step % train.eval_every == 0 and self.step < train.steps:
+                        self._log_faithfulness(writer)
                 if self.step % train.checkpoint_every == 0:
                     self.save()
         except KeyboardInterrupt:
@@ -360,12 +432,21 @@ class Trainer:
             (self.run_dir / f"{self.variant}_metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
         return self.metrics
 
+    def _log_faithfulness(self, writer) -> None:
+        """The faithfulness battery on the EMA networks mid-run: TensorBoard and `logs/<variant>-eval.jsonl`."""
+        values = self.evaluate()
+        scalars = {k: v for k, v in values.items() if isinstance(v, float)}
+        for key, value in scalars.items():
+            writer.add_scalar(f"faithfulness/{key}", value, self.step)
+        with (self.run_dir / "logs" / f"{self.variant}-eval.jsonl").open("a") as handle:
+            handle.write(json.dumps({"step": self.step, "phase": self.phase(self.step - 1), **scalars}) + "\n")
+
     def _log_scalars(self, writer, log_file: Path, values: dict, rate: float) -> None:
         for key, value in values.items():
             writer.add_scalar(f"loss/{key}", value, self.step)
         writer.add_scalar("speed/images_per_second", rate, self.step)
         with log_file.open("a") as handle:
-            handle.write(json.dumps({"step": self.step, **values}) + "\n")
+            handle.write(json.dumps({"step": self.step, "phase": self.phase(self.step - 1), **values}) + "\n")
 
     @torch.no_grad()
     def _log_images(self, writer) -> None:
@@ -385,11 +466,15 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Reconstruction L1/LPIPS and classifier agreement of the EMA networks on held-out images."""
-        return evaluate_reconstruction(self.G_ema, self.E_ema, self.classifier, self.lpips, self.test_set,
-                                       self.cst, self.train_cfg.eval_images, self.device,
-                                       extra={"step": self.step, "variant": self.variant,
-                                              "lpips_mode": self.train_cfg.lpips})
+        """Reconstruction L1/LPIPS and classifier agreement of the EMA networks on held-out images, plus the
+        monitor's faithfulness metrics (oracle agreement, input dependence, ...) when one is given."""
+        metrics = evaluate_reconstruction(self.G_ema, self.E_ema, self.classifier, self.lpips, self.test_set,
+                                          self.cst, self.train_cfg.eval_images, self.device,
+                                          extra={"step": self.step, "variant": self.variant,
+                                                 "lpips_mode": self.train_cfg.lpips})
+        if self.monitor is not None:
+            metrics.update(self.monitor(self.G_ema, self.E_ema))
+        return metrics
 
 
 @torch.no_grad()
@@ -413,8 +498,8 @@ def evaluate_reconstruction(generator, encoder, classifier, lpips_distance, data
             perceptual / seen, "classifier_agreement": agree / seen}
 
 
-def train_stylex(config: Config, run_dir: Path, classifier: Classifier, resume: bool = False) -> dict:
-    trainer = Trainer(config, run_dir, classifier, resume=resume)
+def train_stylex(config: Config, run_dir: Path, classifier: Classifier, resume: bool = False, monitor=None) -> dict:
+    trainer = Trainer(config, run_dir, classifier, resume=resume, monitor=monitor)
     if trainer.step >= config.train.steps and trainer.metrics:
         if trainer.dist.is_main:
             print(f"{trainer.checkpoint} has already reached step {trainer.step}; raise train.steps to go on")

@@ -67,3 +67,18 @@ def test_cli_trains_and_writes_the_run_directory(tmp_path, capsys):
     resolved = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert resolved["name"] == "cli" and resolved["classifier"]["epochs"] == 1
     assert (tmp_path / "cli" / "classifier.pt").is_file()
+
+
+def test_the_oracle_is_an_independent_classifier_beside_the_explained_one(trained):
+    config, run_dir, explained = trained
+    oracle = train_classifier(config, run_dir, oracle=True)
+    saved = load(run_dir / "oracle.pt")
+    assert saved.arch == "plain_cnn" != explained.arch
+    assert saved.config["classifier"]["seed"] == config.oracle.seed != config.classifier.seed
+    assert saved.metrics["test"]["accuracy"] > 0.75  # a judge worth asking: well above chance on 768 images
+    images = build_dataset(config.data, "test")[0][0][None]
+    torch.testing.assert_close(saved(images), oracle(images))
+    assert (run_dir / "classifier.pt").is_file()  # the explained classifier is left as it was
+    same = load_config("demo", [*TINY, "oracle.arch=mobilenet_v2", "oracle.seed=0"])
+    with pytest.raises(UserError, match="oracle must differ"):
+        train_classifier(same, run_dir, oracle=True)

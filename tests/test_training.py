@@ -13,7 +13,7 @@ from stylex.checkpoint import checkpoint_path, load_stylex, read_checkpoint
 from stylex.classifier import Classifier, build_network
 from stylex.config import load_config
 from stylex.errors import UserError
-from stylex.training import Trainer, TrainingDiverged, train_stylex
+from stylex.training import FULL, WARMUP, Trainer, TrainingDiverged, lazy_adam, train_stylex
 
 
 def tiny_classifier(num_classes=2, resolution=16):
@@ -42,6 +42,41 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
         torch.testing.assert_close(b["state"]["G_ema"][name], tensor, rtol=0, atol=0)
 
 
+def test_warmup_switches_phase_at_the_configured_step_and_resumes_exactly_across_it(tmp_path):
+    settings = ["train.warmup_steps=3", "train.adv_ramp_steps=2", "train.kl_ramp_steps=4"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_stylex(load_config("tiny", ["train.steps=7", *settings]), straight, tiny_classifier())
+    train_stylex(load_config("tiny", ["train.steps=2", *settings]), split, tiny_classifier())  # stops in warm-up
+    train_stylex(load_config("tiny", ["train.steps=7", *settings]), split, tiny_classifier(), resume=True)
+    rows = {row["step"]: row for row in read_log(straight)}
+    assert [rows[step]["phase"] for step in range(1, 8)] == [WARMUP] * 3 + [FULL] * 4
+    for step in (1, 2, 3):  # reconstruction only: no discriminator, no classifier term
+        assert "d_adv" not in rows[step] and "kl" not in rows[step] and rows[step]["l1"] > 0
+    assert [rows[step]["adv_weight"] for step in (4, 5, 6)] == [0.5, 1.0, 1.0]
+    assert [rows[step]["kl_weight"] for step in (4, 5, 6, 7)] == [0.25, 0.5, 0.75, 1.0]
+    resumed = {row["step"]: row for row in read_log(split)}
+    for step in range(3, 8):
+        assert resumed[step] == rows[step], f"step {step} differs after resuming across the phase switch"
+    a, b = read_checkpoint(checkpoint_path(straight, True)), read_checkpoint(checkpoint_path(split, True))
+    for name, tensor in a["state"]["E_ema"].items():
+        torch.testing.assert_close(b["state"]["E_ema"][name], tensor, rtol=0, atol=0)
+
+
+def test_low_resolution_regularisation_and_lazy_adam(tmp_path):
+    trainer = Trainer(load_config("tiny", ["loss.pl_weight=null"]), tmp_path, tiny_classifier())
+    assert trainer.r1_gamma == pytest.approx(0.0002 * 16 ** 2 / 8)  # StyleGAN2-ADA's heuristic
+    assert trainer.pl_weight == 0  # off below 128 px, as StyleGAN2-ADA at low resolution
+    trainer.step = 5  # past the warm-up
+    trainer._set_optimizer_settings()
+    lr, betas = lazy_adam(0.002, (0.0, 0.99), 2)
+    assert (lr, betas) == (pytest.approx(0.002 * 2 / 3), (0.0, pytest.approx(0.99 ** (2 / 3))))
+    assert trainer.opt_D.param_groups[0]["lr"] == pytest.approx(lr)
+    assert trainer.opt_G.param_groups[0]["lr"] == 0.002  # no path length, so no lazy correction of G
+    trainer.step = 0
+    trainer._set_optimizer_settings()
+    assert trainer.opt_E.param_groups[0]["betas"] == (0.9, 0.99)
+
+
 def test_checkpoint_round_trip_and_metrics(tmp_path):
     metrics = train_stylex(load_config("tiny"), tmp_path, tiny_classifier())
     assert set(metrics) >= {"reconstruction_l1", "reconstruction_lpips", "classifier_agreement", "step"}
@@ -64,7 +99,7 @@ def test_no_cst_builds_an_unconditional_generator(tmp_path):
     payload = read_checkpoint(checkpoint_path(tmp_path, False))
     assert payload["networks"]["G"]["c_dim"] == 0 and payload["networks"]["D"]["c_dim"] == 0
     assert not payload["cst"]
-    assert all(row["kl"] == 0 for row in read_log(tmp_path, "stylex-nocst"))
+    assert all(row.get("kl", 0) == 0 for row in read_log(tmp_path, "stylex-nocst"))
     model = load_stylex(checkpoint_path(tmp_path, False), tiny_classifier())
     affine_inputs = {m.in_features for n, m in model.generator.named_modules() if n.endswith("affine")}
     assert affine_inputs == {32}  # w_dim only: no classifier condition
@@ -124,3 +159,19 @@ def test_two_process_ddp_smoke_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert checkpoint_path(runs / "tiny", True).is_file()
     assert "classifier agreement" in result.stdout
+
+
+def test_public_loader_reads_a_run_directory(tiny_run):
+    import stylex
+
+    model = stylex.load(tiny_run)
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    assert model.reconstruct(images).shape == images.shape
+    assert len(model.styles(images)) == model.generator.layout.num_layers
+    assert model.classifier.classes == ["other", "large-spotted"] and model.cst
+    with pytest.raises(UserError, match="variant must be one of"):
+        stylex.load(tiny_run, variant="wu")
+    with pytest.raises(UserError, match="no StylEx checkpoint"):
+        stylex.load(tiny_run, variant="stylex-nocst")
+    with pytest.raises(UserError, match="no folder"):
+        stylex.load(tiny_run / "missing")
