@@ -116,7 +116,8 @@ def measure_run(config: Config, run_dir: Path, models: dict[str, StylexModel], d
     return results
 
 
-SUMMARY_KEYS = (("reconstruction_l1", "L1"), ("reconstruction_lpips", "LPIPS"), ("explained_agreement", "explained agr."),
+SUMMARY_KEYS = (("reconstruction_l1", "L1"), ("reconstruction_lpips", "LPIPS"),
+                ("explained_agreement", "explained agr."),
                 ("oracle_agreement", "oracle agr."), ("input_dependence_pixels", "input dep."),
                 ("swapped_condition_agreement", "swapped-cond. agr."), ("factor_shape", "shape"),
                 ("factor_size", "size"), ("factor_spot", "spot"), ("factor_shape_iou", "shape IoU"),

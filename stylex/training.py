@@ -360,6 +360,20 @@ class Trainer:
         self.opt_D.step()
         return totals
 
+    def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimizer step of the current phase (the step counter is advanced by the caller)."""
+        train = self.train_cfg
+        self._set_optimizer_settings()
+        if self.phase() == WARMUP:
+            terms = self.warmup_phase(images)
+        else:
+            terms = self.generator_phase(images, regularize=self.step % train.pl_interval == 0)
+        update_ema(self.G_ema, self.G, self.ema_beta())
+        update_ema(self.E_ema, self.E, self.ema_beta())
+        if self.phase() == FULL:
+            terms.update(self.discriminator_phase(images, regularize=self.step % train.r1_interval == 0))
+        return terms
+
     def ema_beta(self) -> float:
         batch = self.train_cfg.batch_size
         half_life = self.train_cfg.ema_kimg * 1000
@@ -385,15 +399,7 @@ class Trainer:
         try:
             while self.step < train.steps:
                 images, _ = next(batches)
-                self._set_optimizer_settings()
-                if self.phase() == WARMUP:
-                    terms = self.warmup_phase(images)
-                else:
-                    terms = self.generator_phase(images, regularize=self.step % train.pl_interval == 0)
-                update_ema(self.G_ema, self.G, self.ema_beta())
-                update_ema(self.E_ema, self.E, self.ema_beta())
-                if self.phase() == FULL:
-                    terms.update(self.discriminator_phase(images, regularize=self.step % train.r1_interval == 0))
+                terms = self.train_step(images)
                 values = dict(zip(terms, torch.stack([t.float() for t in terms.values()]).tolist(), strict=True))
                 bad = [k for k, v in values.items() if not math.isfinite(v)]
                 if bad:
