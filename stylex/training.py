@@ -179,9 +179,10 @@ class Trainer:
         payload = read_checkpoint(self.checkpoint, map_location="cpu")
         saved = payload["config"]
         current = self.config.to_dict()
+        defaults = Config().to_dict()  # a key newer than the checkpoint was trained with its default behaviour
         differing = [f"{section}.{key}" for section in ("data", "model", "train", "loss")
                      for key, value in current[section].items()
-                     if saved.get(section, {}).get(key) != value
+                     if saved.get(section, {}).get(key, defaults[section][key]) != value
                      and not (section == "train" and key in RESUMABLE_CHANGES)]
         if differing:
             raise UserError(f"cannot resume {self.checkpoint}: the config differs in {', '.join(differing)}; "
@@ -517,10 +518,23 @@ def train_stylex(config: Config, run_dir: Path, classifier: Classifier, resume: 
     return metrics
 
 
+FAITHFULNESS_LABELS = (("oracle_agreement", "oracle agreement"), ("input_dependence_pixels", "input dependence"),
+                       ("swapped_condition_agreement", "swapped-condition agreement"),
+                       ("factor_shape", "shape kind kept"), ("factor_size", "size kept"), ("factor_spot", "spot kept"),
+                       ("factor_shape_iou", "shape IoU"))
+
+
 def format_metrics(metrics: dict) -> str:
-    return (f"{metrics['variant']} @ step {metrics['step']} on {metrics['eval_images']} held-out images: "
+    line = (f"{metrics['variant']} @ step {metrics['step']} on {metrics['eval_images']} held-out images: "
             f"reconstruction L1 {metrics['reconstruction_l1']:.4f}, LPIPS ({metrics['lpips_mode']}) "
             f"{metrics['reconstruction_lpips']:.4f}, classifier agreement {metrics['classifier_agreement']:.4f}")
+    faithful = [f"{label} {metrics[key]:.3f}" for key, label in FAITHFULNESS_LABELS if key in metrics]
+    if faithful:
+        line += "\n  faithfulness: " + ", ".join(faithful)
+    if "gate_failures" in metrics:
+        failures = metrics["gate_failures"]
+        line += "\n  gates (DESIGN 9): " + ("all met" if not failures else "missed " + "; ".join(failures))
+    return line
 
 
 def load_run_classifier(run_dir: Path, classifier_path: str | None, device) -> Classifier:

@@ -16,7 +16,8 @@ MICRO = [*TINY_RUN_OVERRIDES, "attfind.num_attributes=3", "attfind.render_attrib
          "evaluation.table_k=3", "evaluation.fid_top=2", "evaluation.fid_shift_sizes=1.0,2.0",
          "evaluation.fid_features=classifier", "evaluation.recovery_k=3", "evaluation.probe_steps=30",
          "evaluation.subset_candidates=4", "evaluation.num_images=8"]
-REPORT_FILES = ["index.html", "README.md", "metrics.json", "table3.tex", "sufficiency.png", "fid.png"]
+REPORT_FILES = ["index.html", "README.md", "metrics.json", "table3.tex", "sufficiency.png", "fid.png",
+                "reconstructions.png"]
 
 
 class ImageSources(HTMLParser):
@@ -59,6 +60,19 @@ def test_micro_benchmark_writes_every_report_file(micro_run):
     assert [r["i"] for r in metrics["fid"]["perturbation"]["wu"]["2.0"]] == [1, 2]
     assert set(metrics["recovery"]["methods"]) == {"wu", "stylex-nocst", "stylex"}
     assert metrics["table3"]["rows"][0]["dataset"] == "shapes"
+    assert (run_dir / "oracle.pt").is_file() and metrics["classifier"]["oracle_arch"] == "plain_cnn"
+    for variant in ("stylex", "stylex-nocst"):
+        generator = metrics["generators"][variant]
+        for key in ("oracle_agreement", "explained_agreement", "input_dependence_pixels", "factor_shape",
+                    "factor_shape_iou", "sample_frechet_classifier"):
+            assert 0 <= generator[key] < float("inf"), (variant, key)
+        assert isinstance(generator["gate_failures"], list)
+        assert ("swapped_condition_agreement" in generator) == (variant == "stylex")
+        assert json.loads((run_dir / "faithfulness" / f"{variant}.json").read_text())["step"] == generator["step"]
+    readme = (report_dir / "README.md").read_text()
+    assert "oracle agreement" in readme and "can be met through the condition" in readme
+    with Image.open(report_dir / "reconstructions.png") as grid:  # real | StylEx | w/o CST, 8 images of 16 px
+        assert grid.height == 3 * 16 + 4 * 2 and grid.width == 8 * 16 + 9 * 2
     parser = ImageSources()
     parser.feed((report_dir / "index.html").read_text())
     assert parser.sources and all((report_dir / src).is_file() for src in parser.sources)
@@ -89,3 +103,14 @@ def test_a_foreign_starting_folder_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "classifier.epochs" in err and "evaluation.start_from=" in err
+
+
+def test_faithfulness_command_measures_both_generators(micro_run, capsys):
+    run_dir, _ = micro_run
+    assert main(["faithfulness", "--run", str(run_dir), "--set", "train.eval_images=16"]) == 0
+    out = capsys.readouterr().out
+    assert "stylex (step" in out and "stylex-nocst (step" in out and "oracle agr." in out and "gates:" in out
+    measured = json.loads((run_dir / "faithfulness" / "stylex.json").read_text())
+    assert measured["num_images"] == 16 and "factor_spot" in measured
+    assert main(["faithfulness", "--run", str(run_dir / "missing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from stylex.config import LossWeights
+from stylex.config import LossWeights, resolved_pl_weight, resolved_r1_gamma
 from stylex.errors import UserError
 from stylex.losses import (
     PerceptualDistance,
@@ -172,9 +172,16 @@ def test_kl_gradient_reaches_only_the_reconstruction_and_runs_in_fp32():
 
 def test_loss_weights_defaults_and_validation():
     weights = LossWeights()
-    assert (weights.r1_gamma, weights.pl_weight, weights.lpips, weights.w_rec) == (10.0, 2.0, 0.1, 0.1)
+    assert (weights.r1_gamma, weights.pl_weight, weights.lpips, weights.w_rec) == (None, None, 0.1, 0.1)
+    # None = resolution-aware: StyleGAN2-ADA's R1 heuristic, path length off below 128 px
+    assert resolved_r1_gamma(weights, 32, 16) == pytest.approx(0.0128)
+    assert resolved_r1_gamma(weights, 1024, 32) == pytest.approx(6.5536)
+    assert (resolved_pl_weight(weights, 32), resolved_pl_weight(weights, 256)) == (0.0, 2.0)
+    assert resolved_r1_gamma(LossWeights(r1_gamma=10.0), 32, 16) == 10.0
     with pytest.raises(UserError, match="kl"):
         LossWeights(kl=-1.0)
+    with pytest.raises(UserError, match="r1_gamma"):
+        LossWeights(r1_gamma=float("nan"))
 
 
 @pytest.fixture

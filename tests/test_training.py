@@ -175,3 +175,4 @@ def test_public_loader_reads_a_run_directory(tiny_run):
         stylex.load(tiny_run, variant="stylex-nocst")
     with pytest.raises(UserError, match="no folder"):
         stylex.load(tiny_run / "missing")
+
