@@ -49,7 +49,8 @@ log = logging.getLogger("stylex.benchmark")
 SHAPES_DATASETS = ("shapes", "shapes-multi")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECONSTRUCTION_GRID = "reconstructions.png"
-STARTING_FILES = ("classifier.pt", "oracle.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt")
+STARTING_FILES = ("classifier.pt", "oracle.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt",
+                  "benchmark/probes.pt")
 
 
 # ---- bookkeeping ----------------------------------------------------------------------------------------------
@@ -313,9 +314,10 @@ def fid_stage(config: Config, items: list[Evaluated], store: StageStore, device:
 def recovery_stage(config: Config, items: list[Evaluated], store: StageStore, device: torch.device,
                    progress: bool) -> dict:
     cfg = config.evaluation
-    settings = recovery.ProbeSettings(steps=cfg.probe_steps)
+    settings = generators.probe_settings(config)  # the same probes judge faithfulness and recovery
     train_set = build_dataset(config.data, "train")
-    probes = recovery.load_or_train_probes(store.folder / "probes.pt", train_set, settings, device, progress)
+    probes = recovery.load_or_train_probes(generators.probes_path(store.folder.parent), train_set, settings, device,
+                                           progress)
     quality = probes.quality(build_dataset(config.data, "test"))
     methods = {}
     shift = config.attfind.shift_size

@@ -82,7 +82,8 @@ def training_monitor(config: Config, run_dir: Path, classifier: Classifier, devi
 
     def monitor(generator, encoder) -> dict:
         if not judges:
-            judges.append(judges_for(config, run_dir, device))
+            with torch.enable_grad():  # the trainer evaluates under no_grad; probes may have to be trained here
+                judges.append(judges_for(config, run_dir, device))
         model = StylexModel(generator, encoder, classifier, config.train.cst, step=-1, metrics={})
         return measure_model(model, judges[0])
 

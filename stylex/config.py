@@ -209,7 +209,7 @@ class EvaluationConfig:
     fid_shift_sizes: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
     fid_top: int = 10  # FID of counterfactuals with the top-i attributes changed, i = 1..fid_top
     recovery_k: int = 10  # shapes only: precision and distinctness of each method's top-k
-    probe_steps: int = 600  # training steps of the shapes factor probes
+    probe_steps: int = 3000  # training steps of the shapes factor probes (600 read shape kind 85% right)
     start_from: str = ""  # folder of trained models (classifier.pt, checkpoints/) copied into a new run
 
     def __post_init__(self):

@@ -107,14 +107,18 @@ def test_no_cst_builds_an_unconditional_generator(tmp_path):
 
 
 def test_reconstruction_loss_goes_down(tmp_path):
-    config = load_config("tiny", ["train.steps=200", "train.log_every=10", "train.checkpoint_every=1000",
+    config = load_config("tiny", ["train.steps=200", "train.log_every=1", "train.checkpoint_every=1000",
                                   "train.lpips=off", "train.r1_interval=16", "train.pl_interval=4",
-                                  "train.eval_images=8"])
+                                  "train.eval_images=8", "train.warmup_steps=100", "train.adv_ramp_steps=50"])
     train_stylex(config, tmp_path, tiny_classifier())
     rows = read_log(tmp_path)
-    first = sum(r["l1"] for r in rows[:3]) / 3
-    last = sum(r["l1"] for r in rows[-3:]) / 3
-    assert last < 0.7 * first, (first, last)
+
+    def mean_l1(selected):
+        return sum(r["l1"] for r in selected) / len(selected)
+
+    first, end_of_warmup, last = mean_l1(rows[:5]), mean_l1(rows[80:100]), mean_l1(rows[-20:])
+    assert end_of_warmup < 0.7 * first, (first, end_of_warmup)
+    assert last < 0.7 * first, (first, last)  # still well below the start once the full objective is on
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
