@@ -429,6 +429,7 @@ class Trainer:
             raise
         bar.close()
         self.metrics = self.evaluate()
+        self.last_saved_step = None  # the final metrics go into the checkpoint even if this step was just saved
         self.save()
         if main:
             self._log_images(writer)
