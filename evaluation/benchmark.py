@@ -46,7 +46,6 @@ from stylex.training import train_stylex
 
 log = logging.getLogger("stylex.benchmark")
 
-SHAPES_DATASETS = ("shapes", "shapes-multi")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECONSTRUCTION_GRID = "reconstructions.png"
 STARTING_FILES = ("classifier.pt", "oracle.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt",
@@ -376,7 +375,7 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
     with timer.stage("fid"):
         fid_metrics = fid_stage(config, items, store, device, progress)
     recovery_metrics = None
-    if config.data.dataset in SHAPES_DATASETS:
+    if config.data.dataset in generators.SHAPES_DATASETS:
         with timer.stage("recovery"):
             recovery_metrics = recovery_stage(config, items, store, device, progress)
     else:

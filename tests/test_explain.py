@@ -67,8 +67,10 @@ def test_independent_ranks_single_effects_and_reports_cumulative_logits(tiny):
     assert singles[0] == pytest.approx(float(effect.max()), abs=1e-6)
     assert len({a.coordinate for a in explanation.attributes}) == 4
     assert explanation.logits.shape == (5, 2)
+    # the explanation's logits come from a batch of 5 edits, the check from a batch of 1: fp32 convs may sum in
+    # another order, which moved a near-zero logit of the tiny model by 2e-5
     torch.testing.assert_close(explanation.logits[4], logits_after(model, image, stats, explanation.attributes, 1.0),
-                               rtol=1e-4, atol=1e-5)
+                               rtol=1e-4, atol=1e-4)
     flips = (explanation.logits.argmax(1) != explanation.source).nonzero()
     assert explanation.flipped_at == (int(flips[0]) if len(flips) else None)
 
