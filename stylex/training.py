@@ -247,13 +247,21 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, betas
 
-    def warmup_phase(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """E and G on reconstruction alone (L1 + LPIPS); G sees the condition it will be trained with."""
-        weights, rounds = self.weights, self.train_cfg.accumulate
+    def _zero_generator_and_encoder(self) -> None:
         _set_requires_grad(self.G, True)
         _set_requires_grad(self.E, True)
         self.opt_G.zero_grad(set_to_none=True)
         self.opt_E.zero_grad(set_to_none=True)
+
+    def _step_generator_and_encoder(self) -> None:
+        self.dist.average_gradients(self.G, self.E)
+        self.opt_G.step()
+        self.opt_E.step()
+
+    def warmup_phase(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """E and G on reconstruction alone (L1 + LPIPS); G sees the condition it will be trained with."""
+        weights, rounds = self.weights, self.train_cfg.accumulate
+        self._zero_generator_and_encoder()
         totals: dict[str, torch.Tensor] = {}
         for x in images.chunk(rounds):
             with torch.no_grad(), self.autocast:
@@ -268,9 +276,7 @@ class Trainer:
                 terms["agreement"] = (logits_rec.argmax(1) == logits_real.argmax(1)).float().mean()
             for key, value in terms.items():
                 totals[key] = totals.get(key, 0) + value.detach() / rounds
-        self.dist.average_gradients(self.G, self.E)
-        self.opt_G.step()
-        self.opt_E.step()
+        self._step_generator_and_encoder()
         return totals
 
     def generator_phase(self, images: torch.Tensor, regularize: bool) -> dict[str, torch.Tensor]:
@@ -278,10 +284,7 @@ class Trainer:
         adv_weight = weights.adv * self.ramp(self.train_cfg.adv_ramp_steps)
         kl_weight = weights.kl * self.ramp(self.train_cfg.kl_ramp_steps)
         _set_requires_grad(self.D, False)
-        _set_requires_grad(self.G, True)
-        _set_requires_grad(self.E, True)
-        self.opt_G.zero_grad(set_to_none=True)
-        self.opt_E.zero_grad(set_to_none=True)
+        self._zero_generator_and_encoder()
         totals: dict[str, torch.Tensor] = {}
         for x in images.chunk(rounds):
             with torch.no_grad(), self.autocast:
@@ -312,9 +315,7 @@ class Trainer:
                 totals[key] = totals.get(key, 0) + value.detach() / rounds
         if regularize and self.pl_weight > 0:
             totals["pl"] = self.path_length_term(images)
-        self.dist.average_gradients(self.G, self.E)
-        self.opt_G.step()
-        self.opt_E.step()
+        self._step_generator_and_encoder()
         return totals
 
     def path_length_term(self, images: torch.Tensor) -> torch.Tensor:
