@@ -172,9 +172,9 @@ def faithfulness_stage(config: Config, contexts: dict[str, RunContext], run_dir:
     device = next(iter(contexts.values())).device
     value = store.cached("faithfulness", key,
                          lambda: generators.measure_run(config, run_dir, models, device, progress))
-    grid = run_dir / "faithfulness" / "reconstructions.png"
+    grid = generators.grid_path(run_dir)
     if not grid.is_file():  # cached numbers, but the picture was removed: draw it again
-        generators.measure_run(config, run_dir, models, device, progress)
+        generators.write_grid(models, generators.held_out_images(config), run_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(grid, report_dir / RECONSTRUCTION_GRID)
     return value

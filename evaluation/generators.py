@@ -52,10 +52,14 @@ def probe_settings(config: Config) -> recovery.ProbeSettings:
     return recovery.ProbeSettings(steps=config.evaluation.probe_steps)
 
 
-def judges_for(config: Config, run_dir: Path, device: torch.device | str = "cpu", progress: bool = False) -> Judges:
+def held_out_images(config: Config) -> Tensor:
+    """The first `train.eval_images` test images, the ones every faithfulness number is measured on."""
     test_set = build_dataset(config.data, "test")
-    count = min(config.train.eval_images, len(test_set))
-    images = torch.stack([test_set[i][0] for i in range(count)])
+    return torch.stack([test_set[i][0] for i in range(min(config.train.eval_images, len(test_set)))])
+
+
+def judges_for(config: Config, run_dir: Path, device: torch.device | str = "cpu", progress: bool = False) -> Judges:
+    images = held_out_images(config)
     oracle_file = Path(run_dir) / ORACLE_FILE
     oracle = load_classifier(oracle_file, map_location=device) if oracle_file.is_file() else None
     if oracle is None:
@@ -97,10 +101,14 @@ def reconstruction_grid(models: dict[str, StylexModel], images: Tensor) -> Tenso
     return faithfulness.reconstruction_grid(images, rows, columns=GRID_IMAGES)
 
 
-def save_grid(grid: Tensor, path: Path) -> Path:
+def grid_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "faithfulness" / "reconstructions.png"
+
+
+def write_grid(models: dict[str, StylexModel], images: Tensor, run_dir: Path) -> Path:
     buffer = io.BytesIO()
-    save_image(grid, buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    save_image(reconstruction_grid(models, images), buffer, format="png")
+    return atomic_write_bytes(grid_path(run_dir), buffer.getvalue())
 
 
 def measure_run(config: Config, run_dir: Path, models: dict[str, StylexModel], device: torch.device | str = "cpu",
@@ -113,7 +121,7 @@ def measure_run(config: Config, run_dir: Path, models: dict[str, StylexModel], d
     for variant, model in models.items():
         results[variant] = {"step": model.step, **measure_model(model, judges)}
         atomic_write_bytes(folder / f"{variant}.json", (json.dumps(results[variant], indent=2) + "\n").encode())
-    save_grid(reconstruction_grid(models, judges.images), folder / "reconstructions.png")
+    write_grid(models, judges.images, run_dir)
     return results
 
 

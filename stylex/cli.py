@@ -49,12 +49,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.no_cst:
         args.overrides.append("train.cst=false")
     config, run_dir = _resolve(args)
-    if int(os.environ.get("RANK", "0")) == 0:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
         save_config(config, run_dir)
     device = training_device(config)
     classifier = load_run_classifier(run_dir, args.classifier, device)
     monitor = None
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main:  # only the process that writes measures faithfulness
         from evaluation.generators import training_monitor
 
         monitor = training_monitor(config, run_dir, classifier, device)
