@@ -24,11 +24,11 @@ import math
 import torch
 import torchvision
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from evaluation.fid import FrechetStats, classifier_extractor, frechet_distance
 from stylex.data.shapes import SIZE_THRESHOLD
 from stylex.errors import UserError
+from stylex.progress import progress_bar
 
 FOREGROUND_THRESHOLD = 0.35  # max-over-channels |pixel - background| of a shapes foreground pixel
 AGREEMENT_BATCH = 256
@@ -148,7 +148,7 @@ def measure(model, images: Tensor, *, oracle=None, probes=None, lpips=None, feat
     recs, swapped, conditions, distances = [], [], [], []
     with _eval_mode(generator, model.encoder, model.classifier):
         starts = range(0, images.shape[0], batch_size)
-        for start in tqdm(starts, desc="faithfulness", unit="batch", disable=not progress):
+        for start in progress_bar(starts, desc="faithfulness", unit="batch", disable=not progress):
             x = images[start:start + batch_size].to(device, torch.float32)
             w, cond = model.encoder(x), model.condition(x)
             rec = generator(w, cond, noise_mode="const").float()

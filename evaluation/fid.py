@@ -44,10 +44,10 @@ from pytorch_fid.inception import (
 )
 from scipy.linalg import LinAlgWarning
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from stylex.classifier import Classifier
 from stylex.errors import UserError
+from stylex.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class FeatureExtractor:
         try:
             chunks = []
             starts = range(0, images.shape[0], batch_size)
-            for start in tqdm(starts, desc=f"{self.name} features", unit="batch", disable=not progress):
+            for start in progress_bar(starts, desc=f"{self.name} features", unit="batch", disable=not progress):
                 batch = images[start:start + batch_size].to(self.device, torch.float32)
                 chunks.append(self.network(batch).double().cpu().numpy())
         finally:

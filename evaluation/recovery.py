@@ -46,7 +46,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from evaluation.methods import Method
 from stylex.attfind import Attribute
@@ -56,6 +55,7 @@ from stylex.data.shapes import CAUSAL_FACTORS, FACTOR_NAMES, SHAPE_NAMES
 from stylex.editing import render
 from stylex.errors import UserError
 from stylex.pipeline import ranked_for_display
+from stylex.progress import progress_bar
 from stylex.runtime import atomic_torch_save, code_version
 
 log = logging.getLogger("stylex.recovery")
@@ -317,7 +317,7 @@ def train_probes(dataset: ImageDataset, settings: ProbeSettings | None = None, d
     generator = torch.Generator().manual_seed(settings.seed)
     order, position = torch.randperm(len(dataset), generator=generator), 0
     probes.train()
-    bar = tqdm(range(settings.steps), desc="factor probes", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(range(settings.steps), desc="factor probes", unit="step", disable=not progress, leave=False)
     for _ in bar:
         if position + settings.batch_size > len(order):  # a new epoch: every image once before any repeats
             order, position = torch.randperm(len(dataset), generator=generator), 0

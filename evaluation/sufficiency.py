@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from evaluation import counterfactuals
 from evaluation.intervals import wilson_interval
@@ -24,6 +23,7 @@ from evaluation.methods import Method
 from stylex.checkpoint import StylexModel
 from stylex.errors import UserError
 from stylex.explain import independent, subset
+from stylex.progress import progress_bar
 from stylex.stats import StyleStats
 
 
@@ -67,7 +67,7 @@ def image_level(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats,
         raise UserError(f"strategy must be independent or subset, got {strategy!r}")
     count = styles[0].shape[0]
     flipped = torch.zeros(count, max_k, dtype=torch.bool)
-    for n in tqdm(range(count), desc=f"sufficiency {strategy}", unit="image", disable=not progress):
+    for n in progress_bar(range(count), desc=f"sufficiency {strategy}", unit="image", disable=not progress):
         one = [s[n:n + 1] for s in styles]
         effect = None if effects is None else effects[n]
         if strategy == "independent":

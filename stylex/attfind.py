@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from stylex.checkpoint import StylexModel
 from stylex.editing import autocast, resolve_precision, shifted
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.progress import progress_bar
 from stylex.runtime import Distributed, atomic_torch_save, code_version
 from stylex.stats import StyleStats
 
@@ -219,8 +219,8 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
     held: dict[int, tuple[Tensor, Tensor]] = {}
     rows_of = {c: slice(c * chunk_images, min((c + 1) * chunk_images, num_images)) for c in chunks}
     total = sum(rows_of[c].stop - rows_of[c].start for c in todo) * per_image
-    with tqdm(total=total, desc=f"effects ({dist.rank})" if dist.world_size > 1 else "effects", unit="edit",
-              unit_scale=True, disable=not progress or total == 0, smoothing=0.1) as bar:
+    with progress_bar(total=total, desc=f"effects ({dist.rank})" if dist.world_size > 1 else "effects", unit="edit",
+                      unit_scale=True, disable=not progress or total == 0, smoothing=0.1) as bar:
         for chunk in todo:
             chunk_styles = [s[rows_of[chunk]].to(device).float() for s in styles]
             while True:
@@ -255,7 +255,7 @@ def reference_effects(model: StylexModel, styles: Sequence[Tensor], stats: Style
     images = list(range(styles[0].shape[0])) if images is None else list(images)
     coordinates = list(range(layout.conv_dim)) if coordinates is None else list(coordinates)
     out = torch.empty(len(images), 2, len(coordinates), classifier.num_classes)
-    bar = tqdm(total=out[..., 0].numel(), desc="naive effects", unit="edit", disable=not progress)
+    bar = progress_bar(total=out[..., 0].numel(), desc="naive effects", unit="edit", disable=not progress)
     for row, n in enumerate(images):
         own = [s[n:n + 1].to(device).float() for s in styles]
         baseline = classifier(generator.synthesize(own)[0]).float()

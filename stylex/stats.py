@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from stylex.checkpoint import StylexModel
 from stylex.data import ImageDataset
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.progress import progress_bar
 from stylex.runtime import atomic_torch_save, code_version
 
 STATS_FORMAT = "stylex-style-stats"
@@ -111,7 +111,7 @@ def encode_styles(model: StylexModel, dataset: ImageDataset, indices: list[int],
     """Styles of dataset[indices] (E, then the affines with C(x) in CST mode): one [N, dim] CPU tensor per
     style layer, layout order."""
     chunks: list[list[Tensor]] = []
-    for start in tqdm(range(0, len(indices), batch_size), desc="encoding", unit="batch", disable=not progress,
+    for start in progress_bar(range(0, len(indices), batch_size), desc="encoding", unit="batch", disable=not progress,
                       leave=False):
         batch = torch.stack([dataset[i][0] for i in indices[start:start + batch_size]]).to(device)
         chunks.append([s.cpu() for s in model.styles(batch)])

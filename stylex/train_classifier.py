@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from stylex.classifier import Classifier, build_network, load, load_imagenet_backbone
 from stylex.config import ClassifierConfig, Config
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
+from stylex.progress import progress_bar
 from stylex.runtime import resolve_device
 
 log = logging.getLogger("stylex.classifier")
@@ -112,7 +112,7 @@ def train_classifier(config: Config, run_dir: Path, retrain: bool = False, oracl
                                                    total_steps=settings.epochs * steps_per_epoch)
     for epoch in range(settings.epochs):
         classifier.train()
-        bar = tqdm(iterate_batches(train_set, settings.batch_size, shuffle=True, seed=settings.seed + epoch),
+        bar = progress_bar(iterate_batches(train_set, settings.batch_size, shuffle=True, seed=settings.seed + epoch),
                    total=steps_per_epoch, desc=f"classifier epoch {epoch + 1}/{settings.epochs}", unit="batch")
         seen = correct = 0
         for images, labels in bar:

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
-from tqdm.auto import tqdm
 
 from stylex import losses
 from stylex.checkpoint import (
@@ -40,6 +39,7 @@ from stylex.classifier import Classifier
 from stylex.config import Config, resolved_pl_weight, resolved_r1_gamma
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
+from stylex.progress import progress_bar
 from stylex.runtime import Distributed, process_device
 
 log = logging.getLogger("stylex.training")
@@ -395,7 +395,8 @@ class Trainer:
         log_file = (self.run_dir / "logs" / f"{self.variant}.jsonl") if main else None
         if log_file:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=train.steps, initial=self.step, desc=f"train {self.variant}", unit="step", disable=not main)
+        bar = progress_bar(total=train.steps, initial=self.step, desc=f"train {self.variant}", unit="step",
+                           disable=not main)
         batches = self.batches()
         started, images_done = time.perf_counter(), 0
         try:
