@@ -36,6 +36,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from studies.text import normalize_text
 from stylex.errors import UserError
 
 __all__ = [
@@ -554,7 +555,11 @@ def word_agreement(responses: pd.DataFrame, kept: set[str] | None = None) -> pd.
     excludes). ``top_word`` is the most frequent lemma (ties broken alphabetically, flagged in ``top_tied``),
     ``top_share`` the share of descriptions containing it, ``shared_by_all`` the paper's criterion (one word appears in
     every description) with the words in ``shared_words``. ``words`` is the frequency table as "word:count" text.
-    Descriptions are read from ``text_raw`` (falling back to ``text_norm``) so that one normaliser is used throughout.
+    Descriptions are read from ``text_norm``, the text the participant was held to (NFKC, invisible and control
+    characters removed or turned into word breaks; :func:`studies.text.normalize_text`), and where it is missing from
+    ``text_raw`` passed through the same normaliser; :func:`normalize_words` then lemmatises it. (Databases written
+    before ``text_norm`` held the normalised text stored lemmatised words there, which :func:`normalize_words`
+    leaves as they are.)
     """
     _check_columns(responses)
     if kept is None:
@@ -564,7 +569,8 @@ def word_agreement(responses: pd.DataFrame, kept: set[str] | None = None) -> pd.
     df = df[df["participant"].isin(kept)]
     raw = df["text_raw"] if "text_raw" in df.columns else pd.Series(None, index=df.index, dtype=object)
     norm = df["text_norm"] if "text_norm" in df.columns else pd.Series(None, index=df.index, dtype=object)
-    texts = raw.where(raw.notna() & (raw.astype(str).str.strip() != ""), norm)
+    texts = [n if isinstance(n, str) else normalize_text(r if isinstance(r, str) else None)
+             for n, r in zip(norm, raw, strict=True)]
     df["_words"] = [normalize_words(t if isinstance(t, str) else None) for t in texts]
     rows = []
     for (method, domain, attr), cell in df.groupby(["method", "domain", "attr_i"], sort=True):

@@ -31,6 +31,7 @@ import streamlit as st
 from studies import db
 from studies.design import plan_trials
 from studies.manifest import asset_paths, load_manifest
+from studies.text import DescriptionError, check_description, normalize_text, words
 from stylex.errors import UserError
 
 PID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -68,9 +69,13 @@ def participant_seed(study_id: str, pid: str) -> int:
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str):
-    """One Engine per database URL (the URL is the cache key, so tests on different files never share one)."""
+    """One Engine per database URL (the URL is the cache key, so tests on different files never share one).
+
+    The database must already exist with the study schema (`stylex study build` makes it): a mistyped URL must not
+    leave an empty database behind, so nothing is created here."""
+    db.check_database_file(url)
     engine = db.get_engine(url)
-    db.create_schema(engine)
+    db.check_schema(engine)
     return engine
 
 
@@ -119,9 +124,23 @@ def _on_start(pid: str) -> None:
     st.session_state[f"instructed-{pid}"] = True
 
 
+ALREADY_RECORDED = ("Your answer to the previous screen had already been recorded, so that click was not counted "
+                    "again. This is the next screen: please answer it.")
+NOTHING_RECORDED = "No answer has been recorded for this screen yet: please answer it and press Submit."
+
+
 def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: int) -> None:
-    """Validate and store the answer of the trial this form was rendered for (idempotent in the DB)."""
+    """Validate and store the answer of the trial this form was rendered for (``trial_id`` is bound when the form is
+    rendered, and the form's widgets are keyed by it, so a submit can only ever answer that trial).
+
+    A submit for a trial that already has an answer (a double click, a click on the previous screen's button while
+    the next one renders, a second tab) records nothing and says so: never a silent drop."""
+    st.session_state["submit-handled"] = True
     engine = _engine(url)
+    if db.is_answered(engine, trial_id):
+        db.log_event(engine, "duplicate_submit", participant_id, {"trial_id": trial_id})
+        _flash("info", ALREADY_RECORDED)
+        return
     if part == "coherence":
         choice = st.session_state.get(f"choice-{trial_id}")
         if choice not in db.OPTIONS:
@@ -130,16 +149,17 @@ def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: in
         stored = db.record_choice(engine, trial_id, choice)
     else:
         text = st.session_state.get(f"text-{trial_id}") or ""
-        words = text.strip().split()
-        if not 1 <= len(words) <= MAX_WORDS or len(text) > MAX_CHARS:
-            db.log_event(engine, "invalid_text", participant_id, {"trial_id": trial_id, "words": len(words)})
-            _flash("error", f"Please describe the change in 1 to {MAX_WORDS} words.")
+        try:
+            norm = check_description(text, MAX_WORDS, MAX_CHARS)
+        except DescriptionError as err:
+            db.log_event(engine, "invalid_text", participant_id, {"trial_id": trial_id, "chars": len(text),
+                                                                  "words": len(words(normalize_text(text)))})
+            _flash("error", str(err))
             return
-        from studies.analysis import normalize_words  # numpy/scipy only, and only once someone submits text
-
-        stored = db.record_description(engine, trial_id, text, " ".join(normalize_words(text)))
-    if not stored:
+        stored = db.record_description(engine, trial_id, text, norm)
+    if not stored:  # answered by a concurrent request between the check above and the insert
         db.log_event(engine, "duplicate_submit", participant_id, {"trial_id": trial_id})
+        _flash("info", ALREADY_RECORDED)
         return
     if kind == "practice":
         right = db.response_correct(engine, trial_id)
@@ -191,6 +211,12 @@ def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], partic
         db.log_event(_engine(url), "missing_asset", participant_id, {"trial_id": trial_id, "assets": missing})
         _fail("This study's materials are incomplete. Please contact the researchers.")
     db.mark_shown(_engine(url), trial_id)
+    # A rerun of the same screen that no Submit handler saw (a click on a button of a screen that has gone, a
+    # reconnect): say that nothing was recorded, so the participant is never left guessing.
+    previous, handled = st.session_state.pop("rendered-trial", None), st.session_state.pop("submit-handled", False)
+    if previous == trial_id and not handled:
+        st.info(NOTHING_RECORDED)
+    st.session_state["rendered-trial"] = trial_id
     n_done, n_total = trial["n_done"], trial["n_total"]
     st.progress(n_done / n_total if n_total else 0.0, text=f"Screen {n_done + 1} of {n_total}")
     if trial["kind"] == "practice":
@@ -205,7 +231,7 @@ def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], partic
                      index=None, horizontal=True, key=f"choice-{trial_id}")
         else:
             st.text_input(f"Describe the most prominent change in 1 to {MAX_WORDS} words", max_chars=MAX_CHARS,
-                          key=f"text-{trial_id}")
+                          key=f"text-{trial_id}")  # checked and normalised by studies.text.check_description
         st.form_submit_button("Submit", type="primary", on_click=_on_submit,
                               args=(url, part, trial_id, trial["kind"], participant_id))
 

@@ -1,11 +1,15 @@
 """`stylex study ...`: build materials into a study database, serve the app, export, back up, analyse.
 
-Export and backup run on the server, from the command line, never through the participant app.
+Export and backup run on the server, from the command line, never through the participant app. The reading
+commands (export, backup, analyze) open the database read-only and never create one: a mistyped --db path, a file
+that is not a study database or a missing study is one `error: ...` line and exit status 2, with nothing written;
+`serve` checks its materials, database and study the same way before streamlit starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -23,6 +27,27 @@ def _engine(url: str):
     return engine
 
 
+def _os_errors(handler):
+    """Turn an OSError (reading or writing files) or a database error into the one-line `error: ...` of the CLI."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        from stylex.errors import UserError
+
+        try:
+            handler(args)
+        except OSError as err:
+            where = f" {err.filename}" if err.filename else ""
+            raise UserError(f"cannot access{where}: {err.strerror or err}") from None
+        except DBAPIError as err:
+            raise UserError(f"study database {args.db}: {err.orig}") from None
+
+    return wrapped
+
+
+@_os_errors
 def cmd_build(args: argparse.Namespace) -> None:
     from studies.manifest import load_study
     from studies.materials import build_materials
@@ -35,7 +60,41 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"serve it: stylex study serve --db {args.db} --materials {args.out} --study {study_id}")
 
 
+def _readonly(url: str):
+    """A read-only Engine on an existing study database (nothing is created; see db.open_readonly)."""
+    from studies import db
+
+    return db.open_readonly(url)
+
+
+def check_serve(db_url: str, materials: Path, study_id: str) -> None:
+    """Everything `study serve` needs, checked before streamlit starts: the materials folder and its manifest (every
+    asset present with its sha256), an existing study database, and the study id in it."""
+    from sqlalchemy import select
+
+    from studies import db
+    from studies.manifest import load_manifest, manifest_file
+    from stylex.errors import UserError
+
+    if not Path(materials).is_dir():
+        raise UserError(f"no materials folder at {materials}; build it with `stylex study build --out ...`")
+    if not manifest_file(materials).is_file():
+        raise UserError(f"{materials} holds no manifest.json; build the materials with `stylex study build`")
+    load_manifest(materials)
+    engine = db.open_readonly(db_url)
+    try:
+        if not db.study_exists(engine, study_id):
+            with db.session_scope(engine) as session:
+                known = list(session.execute(select(db.Study.id).order_by(db.Study.id)).scalars())
+            raise UserError(f"study {study_id!r} is not in {db.database_path(db_url)} "
+                            f"(it holds {', '.join(map(repr, known)) or 'no study'})")
+    finally:
+        engine.dispose()
+
+
+@_os_errors
 def cmd_serve(args: argparse.Namespace) -> None:
+    check_serve(args.db, args.materials, args.study)
     env = {**os.environ, "STYLEX_STUDY_DB": args.db, "STYLEX_STUDY_MATERIALS": str(args.materials),
            "STYLEX_STUDY_ID": args.study}
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port),
@@ -43,25 +102,45 @@ def cmd_serve(args: argparse.Namespace) -> None:
     raise SystemExit(subprocess.call(command, env=env, cwd=APP.parent.parent))
 
 
+@_os_errors
 def cmd_export(args: argparse.Namespace) -> None:
+    """CSV files of the study, read in one read-only transaction; string cells that a spreadsheet would run as a
+    formula are neutralised (db.csv_safe). The output folder is made only once the database has been read."""
     from studies import db
 
+    engine = _readonly(args.db)
+    try:
+        frames = db.export_frames(engine)
+    finally:
+        engine.dispose()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, frame in db.export_frames(_engine(args.db)).items():
-        frame.to_csv(args.out / f"{name}.csv", index=False)
+    for name, frame in frames.items():
+        # CRLF rows (RFC 4180): the csv writer then quotes any cell holding a CR or LF, so a raw "\r" typed by a
+        # participant cannot split a row ("\n" rows leave a lone CR unquoted).
+        db.csv_safe(frame).to_csv(args.out / f"{name}.csv", index=False, lineterminator="\r\n")
         print(f"wrote {args.out / f'{name}.csv'} ({len(frame)} rows)")
 
 
+@_os_errors
 def cmd_backup(args: argparse.Namespace) -> None:
     from studies import db
 
-    print(f"wrote {db.backup(args.db, args.out)}")
+    engine = _readonly(args.db)
+    try:
+        print(f"wrote {db.backup(engine, args.out)}")
+    finally:
+        engine.dispose()
 
 
+@_os_errors
 def cmd_analyze(args: argparse.Namespace) -> None:
     from studies import analysis, db
 
-    responses = db.export_frames(_engine(args.db))["responses"]
+    engine = _readonly(args.db)
+    try:
+        responses = db.export_frames(engine)["responses"]
+    finally:
+        engine.dispose()
     result = analysis.analyze(responses)
     written = analysis.write_report(result, args.out)
     (args.out / "analysis.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

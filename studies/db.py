@@ -17,6 +17,13 @@ Why it looks the way it does:
   server, ``submitted_at - shown_at``: it includes network and GIF download time, good enough for exclusions.
 * Exports and backups go through the SQLite backup API and a single read transaction, never a file copy of a live
   WAL database (a copy taken while commits sit in ``-wal`` can miss whole tables).
+* Reading commands (export, backup, analyze) use :func:`open_readonly`: the file must exist and hold the study
+  schema, it is opened with ``mode=ro`` and read in a deferred transaction, so a mistyped path creates nothing and a
+  writer holding the lock (the app mid-commit) does not make a reader wait. Only writers create the schema.
+* Free-text answers are stored twice: ``text_raw`` exactly as typed, ``text_norm`` as normalised by
+  :mod:`studies.text` (NFKC, invisible and control characters removed or made word breaks); the analysis reads
+  ``text_norm``. CSV exports neutralise cells a spreadsheet would run as formulas (:func:`csv_safe`); the database
+  keeps the raw text.
 
 The module imports no torch: the participant app must start fast and serve prebuilt files only.
 """
@@ -33,6 +40,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 from sqlalchemy import (
@@ -52,9 +60,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from studies.text import normalize_text
 from stylex.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -320,6 +329,98 @@ def create_schema(engine: Engine) -> None:
                             f"{SCHEMA_VERSION}; export it and start a new database, or use the matching code")
 
 
+def database_path(url: str | URL) -> Path:
+    """The file a SQLite URL names (``sqlite:///path`` or ``sqlite:///file:path?...&uri=true``)."""
+    parsed = _sqlite_url(url)
+    database = parsed.database
+    if parsed.query.get("uri") and database.startswith("file:"):
+        database = unquote(urlsplit(database).path)
+    return Path(database).expanduser()
+
+
+def check_database_file(url: str | URL) -> Path:
+    """The database file of ``url`` after checking that it exists and starts like an SQLite file; never creates
+    anything. Errors name the path and say what was found."""
+    path = database_path(url)
+    if not path.exists():
+        raise UserError(f"no study database at {path}; check --db (build one with `stylex study build`; "
+                        "reading commands never create a database)")
+    if not path.is_file():
+        raise UserError(f"{path} is not a study database (not a regular file)")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise UserError(f"cannot read the study database {path}: {err.strerror or err}") from None
+    if header != SQLITE_HEADER:
+        raise UserError(f"{path} is not a study database ({'an empty file' if not header else 'not an SQLite file'})")
+    return path
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+STUDY_TABLES = frozenset(table.name for table in Base.metadata.sorted_tables)
+
+
+def check_schema(engine: Engine, path: str | os.PathLike | None = None) -> None:
+    """Refuse a database without the study tables or with another schema version, only reading (no transaction
+    that writes, no table created)."""
+    path = path or engine.url.database
+    try:
+        with engine.connect() as conn:
+            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
+            missing = sorted(STUDY_TABLES - names)
+            if missing:
+                what = "no study tables" if len(missing) == len(STUDY_TABLES) else f"missing tables {missing}"
+                raise UserError(f"{path} is not a study database ({what})")
+            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+    except DBAPIError as err:
+        raise UserError(f"{path} is not a study database ({err.orig})") from None
+    if versions != [SCHEMA_VERSION]:
+        raise UserError(f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; "
+                        "use the matching code to read it")
+
+
+def open_readonly(url: str | URL) -> Engine:
+    """A new read-only Engine on an existing study database, for export, backup and analysis.
+
+    Nothing is created or written: the file must exist (:func:`check_database_file`), SQLite opens it with
+    ``mode=ro``, transactions are plain deferred ``BEGIN`` (readers never take the write lock, so in WAL mode they
+    neither wait for nor block the app's writers; a read transaction still sees one consistent snapshot), and the
+    schema is checked, not created (:func:`check_schema`). Dispose of the Engine when done."""
+    path = check_database_file(url)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+
+    engine = create_engine(URL.create("sqlite", database=str(path)), creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    side_files = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existed = [side.exists() for side in side_files]
+    try:
+        check_schema(engine, path)
+    except BaseException:
+        engine.dispose()
+        # A damaged file with a WAL header makes SQLite create -wal/-shm before it finds the damage: remove what
+        # this call created (an empty log of a file that is no study database, so no app is using it).
+        wal = side_files[0]
+        if not existed[0] and wal.is_file() and wal.stat().st_size == 0:
+            for side, was_there in zip(side_files, existed, strict=True):
+                if not was_there:
+                    side.unlink(missing_ok=True)
+        raise
+    return engine
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One ORM Session in one (IMMEDIATE) transaction: commit on success, rollback on any exception."""
@@ -495,13 +596,22 @@ def record_choice(engine: Engine, trial_id: int, choice: str) -> bool:
     return _record(engine, trial_id, "coherence", {"choice": choice})
 
 
-def record_description(engine: Engine, trial_id: int, text_raw: str, text_norm: str) -> bool:
-    """Store a Part 2 description (raw as typed, and normalised); True if this call stored it."""
-    if not isinstance(text_raw, str) or not text_raw.strip() or len(text_raw) > MAX_TEXT_CHARS:
+def record_description(engine: Engine, trial_id: int, text_raw: str, text_norm: str | None = None) -> bool:
+    """Store a Part 2 description, raw as typed and normalised by :func:`studies.text.normalize_text`; True if this
+    call stored it.
+
+    The normalised text is computed here, so every writer stores the same normalisation; ``text_norm``, when given,
+    must equal it. Refused: raw text that is not a string of 1 to ``MAX_TEXT_CHARS`` characters, and text without a
+    letter once normalised (empty, only invisible or control characters, ``=1+1``). The word limit is the app's."""
+    if not isinstance(text_raw, str) or not text_raw or len(text_raw) > MAX_TEXT_CHARS:
         raise UserError(f"description must be non-empty text of at most {MAX_TEXT_CHARS} characters")
-    if not isinstance(text_norm, str) or len(text_norm) > MAX_TEXT_CHARS:
-        raise UserError(f"normalised description must be text of at most {MAX_TEXT_CHARS} characters")
-    return _record(engine, trial_id, "description", {"text_raw": text_raw, "text_norm": text_norm})
+    norm = normalize_text(text_raw)
+    if not any(ch.isalpha() for ch in norm) or len(norm) > MAX_TEXT_CHARS:
+        raise UserError(f"description {text_raw!r} has no letters once normalised ({norm!r}) or is too long")
+    if text_norm is not None and text_norm != norm:
+        raise UserError(f"text_norm {text_norm!r} is not the normalised form of {text_raw!r} ({norm!r}); "
+                        "leave it out to have it computed")
+    return _record(engine, trial_id, "description", {"text_raw": text_raw, "text_norm": norm})
 
 
 def _record(engine: Engine, trial_id: int, part: str, values: dict) -> bool:
@@ -641,6 +751,13 @@ def count_trials(engine: Engine, participant_id: int) -> int:
         return session.execute(select(func.count(Trial.id)).where(Trial.participant_id == participant_id)).scalar()
 
 
+def is_answered(engine: Engine, trial_id: int) -> bool:
+    """Whether the trial already has a response (the app uses it to tell a participant that a late or repeated
+    submit was not counted again; the UNIQUE constraint, not this check, is what prevents duplicates)."""
+    with session_scope(engine) as session:
+        return session.execute(select(Response.id).where(Response.trial_id == trial_id)).first() is not None
+
+
 def response_correct(engine: Engine, trial_id: int) -> bool | None:
     """Whether the stored answer of a Part 1 trial matches its key (None without an answer or a key); server side,
     used for practice feedback."""
@@ -656,16 +773,25 @@ def response_correct(engine: Engine, trial_id: int) -> bool | None:
 
 
 def backup(engine_or_url: Engine | str, target_path: str | os.PathLike) -> Path:
-    """Write a consistent snapshot of the live database to ``target_path`` and return it.
+    """Write a consistent snapshot of the live database to ``target_path`` and return it; a URL is opened read-only
+    (:func:`open_readonly`), so a mistyped one is refused without creating anything.
 
     Uses SQLite's online backup API (safe while writers are active, unlike copying the file in WAL mode), writes a
     temporary file in the target directory, switches it to a self-contained rollback journal, checks it, then
     renames it into place so readers never see a half-written snapshot."""
-    engine = engine_or_url if isinstance(engine_or_url, Engine) else get_engine(engine_or_url)
+    if not isinstance(engine_or_url, Engine):
+        engine = open_readonly(engine_or_url)
+        try:
+            return backup(engine, target_path)
+        finally:
+            engine.dispose()
+    engine = engine_or_url
     source_path = Path(_sqlite_url(engine.url).database).resolve()
     target = Path(target_path).expanduser().resolve()
     if target == source_path:
         raise UserError(f"backup target {target} is the live database")
+    if target.is_dir():
+        raise UserError(f"backup target {target} is a folder; name the file to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -741,3 +867,21 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
     assets_frame = pd.DataFrame(assets, columns=[c.key for c in Asset.__table__.columns])
     return {"responses": responses, "participants": participants_frame, "trials": trials_frame,
             "assets": assets_frame}
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may run as a formula when a CSV cell starts with it (OWASP, "CSV injection")."""
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` for writing to CSV, with every *string* cell that starts with one of
+    ``FORMULA_PREFIXES`` prefixed with a single quote (``=1+1`` -> ``'=1+1``), so Excel or LibreOffice show it as
+    text instead of running it. Numbers, booleans, dates, lists and missing values are left alone (a negative
+    number stays a number); the database keeps the raw text."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+            out[column] = series.map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES)
+                                     else v)
+    return out

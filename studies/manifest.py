@@ -35,11 +35,20 @@ def load_manifest(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"no study manifest at {path}; build the materials first")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not valid JSON ({err}); rebuild the materials") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise UserError(f"{path} is not a study-materials manifest")
+    try:
+        _check_manifest(manifest, path)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is not a valid study-materials manifest (bad or missing {err}); "
+                        "rebuild the materials") from None
+    return manifest
+
+
+def _check_manifest(manifest: dict, path: Path) -> None:
     root = path.parent
     for asset in manifest["assets"]:
         file = root / asset["relpath"]
@@ -53,7 +62,6 @@ def load_manifest(path: str | Path) -> dict:
         missing = [a for a in item["assets"] if a not in known]
         if missing:
             raise UserError(f"item {item['item_id']} refers to unknown asset(s) {', '.join(missing)} in {path}")
-    return manifest
 
 
 def asset_paths(path: str | Path) -> dict[str, Path]:

@@ -194,7 +194,7 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
                 db.record_choice(engine, trial["trial_id"], observer.choose(trial["assets"]))
             else:
                 text = observer.describe(trial["assets"])
-                db.record_description(engine, trial["trial_id"], text, " ".join(analysis.normalize_words(text)))
+                db.record_description(engine, trial["trial_id"], text)  # normalised by the db layer
         db.finish(engine, pid, lambda pid=pid: f"SIM-{pid:06d}")
         ids.append(pid)
     return ids

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from studies import db
+from studies.app import ALREADY_RECORDED, NOTHING_RECORDED
 from studies.manifest import MANIFEST_FORMAT, load_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,6 +162,7 @@ def test_part1_full_run(study):
         assert not at.exception
         if n_trials == 0:  # practice feedback, without naming the key
             assert [m.value for m in (*at.success, *at.info)]
+        assert not {ALREADY_RECORDED, NOTHING_RECORDED} & {m.value for m in at.info}  # nothing to report
         n_trials += 1
         assert n_trials < 20
     assert n_trials == 6  # 1 practice + 4 main + 1 attention
@@ -268,3 +270,77 @@ def test_app_imports_no_torch():
     code = ("import sys, studies.app, studies.manifest, studies.design, studies.db; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_submit_for_an_answered_trial_says_so(study):
+    """A Submit bound to a screen that was answered meanwhile (a click on the previous screen's button while the next
+    one renders, a double click, a second tab) records nothing and tells the participant, on the next screen."""
+    _url, _key, _manifest, engine = study
+    at = _consent(_app("lateclick"))
+    shown = _current_trial_id(at)
+    assert db.record_choice(engine, shown, "B")  # the first click, already handled
+    at.radio[0].set_value("A")
+    at.button[0].click()
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.info] == [ALREADY_RECORDED]
+    assert _current_trial_id(at) != shown  # the next screen
+    responses = _responses(engine)[0]
+    assert [(r["trial_id"], r["choice"]) for r in responses] == [(shown, "B")]  # the later click changed nothing
+    assert _events(engine, "duplicate_submit") == [shown]
+
+
+def test_rerun_without_a_submit_says_nothing_was_recorded(study):
+    """A rerun of a trial screen that no Submit handler saw (a click on a button whose screen had gone, a
+    reconnect) is not silent either."""
+    at = _consent(_app("noclick"))
+    shown = _current_trial_id(at)
+    assert not at.info or NOTHING_RECORDED not in [m.value for m in at.info]
+    at.run()
+    assert _current_trial_id(at) == shown and NOTHING_RECORDED in [m.value for m in at.info]
+    at.radio[0].set_value("A")
+    at.button[0].click()
+    at.run()
+    assert NOTHING_RECORDED not in [m.value for m in at.info]
+
+
+ZWSP, RLO, NUL = "\u200b", "\u202e", "\x00"
+
+
+def test_part2_invisible_and_control_characters(study):
+    _url, _key, _manifest, engine = study
+    at = _consent(_app("textprobe", "description"))
+    first = _current_trial_id(at)
+    for bad in (ZWSP.join(["one", "two", "three", "four", "five", "six"]), "=1+1", ZWSP * 3, f"{NUL}\n{RLO}",
+                "1 2 3"):
+        at.text_input[0].input(bad)
+        at.button[0].click()
+        at.run()
+        assert not at.exception
+        assert at.error and "Please describe the change" in at.error[0].value, bad
+        assert _current_trial_id(at) == first
+    assert _responses(engine)[0] == []
+    answers = [f"hair{ZWSP}darker", f"{RLO}older{NUL}face", "big\nsmile", "=HYPERLINK(\"x\") hair"]
+    for answer in answers:
+        at.text_input[0].input(answer)
+        at.button[0].click()
+        at.run()
+        assert not at.exception and not at.error, answer
+    responses = _responses(engine)[0]
+    assert [r["text_raw"] for r in responses] == answers  # raw, exactly as typed
+    assert [r["text_norm"] for r in responses] == ["hair darker", "older face", "big smile", '=HYPERLINK("x") hair']
+
+
+def test_missing_database_is_not_created(study, tmp_path, monkeypatch):
+    missing = tmp_path / "typo" / "study.sqlite"
+    monkeypatch.setenv("STYLEX_STUDY_DB", f"sqlite:///{missing}")
+    at = _app("somebody")
+    assert at.error and not at.exception and not at.button
+    assert not missing.parent.exists()
+
+
+def _events(engine, kind: str) -> list[int]:
+    with db.session_scope(engine) as session:
+        details = session.execute(select(db.Event.detail).where(db.Event.kind == kind)).scalars().all()
+    return [json.loads(d)["trial_id"] for d in details]
+

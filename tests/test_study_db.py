@@ -212,7 +212,7 @@ def test_export_frames(url):
     assert db.record_choice(engine, t1[0], "B")  # seq 0: key B -> correct
     assert db.record_choice(engine, t1[1], "B")  # seq 1: key A -> wrong
     t2 = _trial_ids(engine, p2)
-    assert db.record_description(engine, t2[0], "  Smiling!", "smile")
+    assert db.record_description(engine, t2[0], "  Smiling!")
     assert not db.record_description(engine, t2[0], "again", "again")
 
     frames = db.export_frames(engine)
@@ -227,7 +227,7 @@ def test_export_frames(url):
     assert part1["rt_ms"].notna().tolist() == [True, False]  # rt only where the trial was marked shown
     part2 = responses[responses["part"] == "description"]
     assert part2["correct"].isna().all() and part2["attr_j"].isna().all()
-    assert part2["text_norm"].tolist() == ["smile"]
+    assert part2["text_raw"].tolist() == ["  Smiling!"] and part2["text_norm"].tolist() == ["Smiling!"]
     assert isinstance(responses["submitted_at"].dtype, pd.DatetimeTZDtype)
     assert len(frames["participants"]) == 2 and len(frames["trials"]) == 5
     assert frames["trials"]["answered"].sum() == 3

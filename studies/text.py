@@ -1,0 +1,98 @@
+"""Normalising the participants' free-text answers (Part 2: "describe the change in 1-4 words").
+
+One function decides what a description *is*, and every writer (the app, the simulated participants, the database
+layer) and the analysis use it, so the word count a participant is held to is the word count the analysis sees.
+
+:func:`normalize_text`, in this order:
+
+1. Unicode NFKC (full-width and compatibility forms become their plain letters, ``ﬁ`` -> ``fi``).
+2. Invisible characters are decided one by one:
+
+   * characters that by definition do *not* break a word are removed: soft hyphen (U+00AD), zero-width non-joiner
+     and joiner (U+200C/D), word joiner (U+2060), zero-width no-break space / BOM (U+FEFF), combining grapheme
+     joiner (U+034F) and the blank "filler" letters (U+115F, U+1160, U+3164, U+FFA0, U+2800);
+   * every other format character (Unicode category Cf: zero-width space U+200B, the bidirectional controls such as
+     the right-to-left override U+202E, ...), every control character (Cc: NUL, tab, CR, LF, ...) and every other
+     separator (Z*: no-break space, line separator, ...) becomes a space. A zero-width space between two words is a
+     word break, so ``"a\\u200bb"`` is two words, never one word that the analysis later splits in two;
+   * private-use, surrogate and unassigned code points (Co, Cs, Cn) are removed.
+3. Runs of whitespace collapse to one space; leading and trailing spaces go.
+
+Words (:func:`words`) are then the maximal runs of letters, digits, combining marks and the word-internal ``'`` / ``’``
+/ ``-`` that contain at least one letter or digit; any other character (punctuation, symbols, spaces) separates them,
+so ``"a,b,c,d,e"`` is five words. A description must contain at least one letter: ``=1+1`` or ``!!!`` is refused.
+
+The database keeps the raw text as typed next to the normalised one; only the normalised text is analysed.
+No third-party imports: the participant app calls this on every submit.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["DescriptionError", "check_description", "normalize_text", "words"]
+
+_REMOVED = frozenset("\u00ad\u200c\u200d\u2060\ufeff\u034f\u115f\u1160\u3164\uffa0\u2800")
+_WORD_PUNCT = frozenset("'\u2019-")
+_SPACES = re.compile(r"\s+")
+
+
+class DescriptionError(ValueError):
+    """A description the participant must rewrite; the message is meant for the participant."""
+
+
+def normalize_text(raw: str | None) -> str:
+    """``raw`` after NFKC, with invisible, format and control characters removed or turned into word breaks, and
+    whitespace collapsed (see the module docstring); ``""`` for None."""
+    if not raw:
+        return ""
+    out = []
+    for char in unicodedata.normalize("NFKC", str(raw)):
+        if char in _REMOVED:
+            continue
+        category = unicodedata.category(char)
+        if category in ("Co", "Cs", "Cn"):
+            continue
+        out.append(" " if category in ("Cf", "Cc") or category[0] == "Z" else char)
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def _is_word_char(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LNM" or char in _WORD_PUNCT
+
+
+def words(text: str | None) -> list[str]:
+    """The words of an already normalised text: runs of letters, digits, marks and ``'``/``-`` that hold at least one
+    letter or digit."""
+    found, current = [], []
+    for char in (text or "") + " ":
+        if _is_word_char(char):
+            current.append(char)
+            continue
+        if current:
+            token = "".join(current)
+            if any(unicodedata.category(c)[0] in "LN" for c in token):
+                found.append(token)
+            current = []
+    return found
+
+
+def check_description(raw: str | None, max_words: int, max_chars: int) -> str:
+    """The normalised description, or :class:`DescriptionError` with a message for the participant when the text
+    is too long, empty after normalising, has no letter, or does not have 1 to ``max_words`` words."""
+    if not isinstance(raw, str):
+        raise DescriptionError(f"Please describe the change in 1 to {max_words} words.")
+    if len(raw) > max_chars:
+        raise DescriptionError(f"Please describe the change in 1 to {max_words} words "
+                               f"(at most {max_chars} characters).")
+    norm = normalize_text(raw)
+    if len(norm) > max_chars:  # NFKC can expand a character into many
+        raise DescriptionError(f"Please describe the change in 1 to {max_words} words "
+                               f"(at most {max_chars} characters).")
+    if not norm or not any(unicodedata.category(c)[0] == "L" for c in norm):
+        raise DescriptionError(f"Please describe the change in words (1 to {max_words} words, using letters).")
+    n = len(words(norm))
+    if not 1 <= n <= max_words:
+        raise DescriptionError(f"Please describe the change in 1 to {max_words} words (you wrote {n}).")
+    return norm
