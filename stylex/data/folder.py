@@ -8,7 +8,8 @@ Layouts:
 Classes are the sorted subfolder names (of root/train in the second layout), or data.classes in the
 given order. Every non-hidden file directly inside a class folder must be a readable image
 (extensions: IMAGE_EXTENSIONS); nested folders are ignored. Files are checked once at construction
-and decoded lazily per item: converted to RGB or L, resized so the shorter side equals the
+and decoded lazily per item: to 8-bit RGB or L by `stylex.data.images` (16-bit, float, CMYK, palette and
+alpha images scaled or composited there, unsupported ones refused), resized so the shorter side equals the
 resolution (bicubic, antialiased), then center-cropped to a square.
 """
 
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 
 from stylex.data.base import ImageDataset, to_float
+from stylex.data.images import open_image, refusal, short_reason
 from stylex.errors import UserError
 
 logger = logging.getLogger("stylex.data")
@@ -31,7 +33,6 @@ logger = logging.getLogger("stylex.data")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 TEST_FOLDER_NAMES = ("test", "val")
 MAX_LISTED_PATHS = 20
-MAX_REASON_CHARS = 80
 _PROBLEM_CACHE: dict[tuple[str, int, int], str | None] = {}
 
 
@@ -62,14 +63,7 @@ class FolderDataset(ImageDataset):
 
 def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     """Decode one file to uint8 [C, R, R]: shorter side resized to R, then center-cropped."""
-    mode = "RGB" if channels == 3 else "L"
-    try:
-        with Image.open(path) as opened:
-            # For JPEG, decode at the smallest DCT scale that still covers the target: much faster.
-            opened.draft(mode, (resolution, resolution))
-            image = opened.convert(mode)
-    except Exception as err:  # PIL reports bad data with many exception types
-        raise UserError(f"cannot decode image {path} ({short_reason(err)}); fix or remove the file") from None
+    image = open_image(path, channels, draft_size=resolution)
     width, height = image.size
     scale = resolution / min(width, height)
     new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
@@ -80,11 +74,6 @@ def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     return pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1).contiguous()
 
 
-def short_reason(err: Exception) -> str:
-    text = f"{type(err).__name__}: {err}".replace("\n", " ")
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
-
-
 def image_problem(path: Path) -> str | None:
     """Why `path` is not a usable image, or None when it is."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -93,15 +82,16 @@ def image_problem(path: Path) -> str | None:
         with Image.open(path) as opened:
             image_format = opened.format
             opened.verify()
-        # verify() checks PNG chunk checksums but does not decode other formats at all, so a
-        # truncated JPEG would pass; decoding (cheaply, at a reduced JPEG scale) catches that.
-        if image_format != "PNG":
-            with Image.open(path) as opened:
+        with Image.open(path) as opened:
+            # verify() checks PNG chunk checksums but does not decode other formats at all, so a
+            # truncated JPEG would pass; decoding (cheaply, at a reduced JPEG scale) catches that.
+            if image_format != "PNG":
                 opened.draft(opened.mode, (64, 64))
                 opened.load()
+            # Checked here, not when a loader worker first decodes it, so one error lists every such file.
+            return refusal(opened)
     except Exception as err:  # PIL reports bad data with many exception types
         return short_reason(err)
-    return None
 
 
 def visible_entries(folder: Path) -> list[os.DirEntry]:
