@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from stylex.classifier import Classifier
 from stylex.errors import UserError
 from stylex.progress import progress_bar
+from stylex.runtime import temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +413,7 @@ class StatsCache:
 
     def _save(self, path: Path, stats: FrechetStats, parts: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temp_path_for(path)
         try:
             arrays = {"mu": stats.mu, "sigma": stats.sigma, "num_images": np.int64(stats.num_images),
                       "parts": np.str_(json.dumps(parts, sort_keys=True))}
