@@ -104,16 +104,26 @@ def edit_batch_size(model: StylexModel, styles: Sequence[Tensor], precision: tor
 
 
 class _ChunkStore:
-    """meta.json + chunk-NNNNN.pt files (each written atomically) in an effects folder."""
+    """meta.json + chunk-NNNNN.pt files (each written atomically) in an effects folder.
+
+    A chunk that cannot be read back (truncated by a full disk, damaged by a copy) is only a cache of work that
+    can be redone: `has` names it in a warning, deletes it and reports it missing, so it is computed again."""
 
     def __init__(self, folder: Path | None, fingerprint: dict):
         self.folder = folder
         self.fingerprint = fingerprint
+        self._loaded: dict[int, tuple[Tensor, Tensor]] = {}
         if folder is None:
             return
         meta_path = folder / "meta.json"
         if meta_path.is_file():
-            stored = json.loads(meta_path.read_text())
+            try:
+                stored = json.loads(meta_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                stored = None
+            if not isinstance(stored, dict):
+                raise UserError(f"{meta_path} is damaged, so the effect chunks beside it cannot be checked; delete "
+                                f"{folder} (or run with --recompute) to start over")
             if stored.get("fingerprint") != fingerprint:
                 changed = sorted(k for k in fingerprint if stored.get("fingerprint", {}).get(k) != fingerprint[k])
                 raise UserError(f"{folder} holds effects computed with other inputs (differs in: "
@@ -129,15 +139,52 @@ class _ChunkStore:
         return self.folder / f"chunk-{chunk:05d}.pt"
 
     def has(self, chunk: int) -> bool:
-        return self.folder is not None and self.path(chunk).is_file()
+        """Whether the chunk is stored and readable; a damaged one is deleted (with a warning) so it is redone."""
+        if self.folder is None or not self.path(chunk).is_file():
+            return False
+        try:
+            self._loaded[chunk] = self._load(chunk)
+        except _DamagedChunk as err:
+            log.warning("effect chunk %s is damaged (%s); deleting it and computing it again", err.path, err.reason)
+            err.path.unlink(missing_ok=True)
+            return False
+        return True
 
     def write(self, chunk: int, effect: Tensor, baseline: Tensor) -> None:
         if self.folder is not None:
             atomic_torch_save({"effect": effect, "baseline": baseline}, self.path(chunk))
 
     def read(self, chunk: int) -> tuple[Tensor, Tensor]:
-        payload = torch.load(self.path(chunk), map_location="cpu", weights_only=True)
-        return payload["effect"], payload["baseline"]
+        if chunk in self._loaded:
+            return self._loaded.pop(chunk)
+        try:
+            return self._load(chunk)
+        except _DamagedChunk as err:  # another process's chunk (torchrun): it is not ours to recompute
+            raise UserError(f"effect chunk {err.path} is damaged ({err.reason}); run `stylex attfind` again to "
+                            "recompute it") from None
+
+    def _load(self, chunk: int) -> tuple[Tensor, Tensor]:
+        path = self.path(chunk)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise  # unreadable for another reason (permissions, I/O): not a damaged file to delete
+        except Exception as err:  # torch reports a truncated or garbled file as RuntimeError, EOFError, pickle errors
+            first_line = (str(err).splitlines() or [""])[0]
+            raise _DamagedChunk(path, f"{type(err).__name__}: {first_line}") from None
+        effect = payload.get("effect") if isinstance(payload, dict) else None
+        baseline = payload.get("baseline") if isinstance(payload, dict) else None
+        if not (isinstance(effect, Tensor) and isinstance(baseline, Tensor) and effect.ndim == 4
+                and effect.shape[1] == 2 and baseline.ndim == 2 and effect.shape[0] == baseline.shape[0]
+                and effect.shape[3] == baseline.shape[1]):
+            raise _DamagedChunk(path, "not an effect chunk ({'effect': [n, 2, K, C], 'baseline': [n, C]})")
+        return effect, baseline
+
+
+class _DamagedChunk(Exception):
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 @torch.no_grad()

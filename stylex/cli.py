@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
 import sys
@@ -10,6 +12,42 @@ from pathlib import Path
 
 from stylex.config import Config, available_presets, load_config, save_config
 from stylex.errors import UserError
+
+
+def at_least(minimum: int):
+    """argparse type: an integer >= minimum (argparse names the option in its error line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+@contextlib.contextmanager
+def removed_if_failed(run_dir: Path):
+    """A command that creates the run folder (and the runs folder above it) and then fails with a user error
+    before writing anything but config.json leaves nothing behind, so a mistyped command changes nothing on disk."""
+    created = []
+    folder = run_dir
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except UserError:
+        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"config.json"}:
+            (run_dir / "config.json").unlink(missing_ok=True)
+            for folder in created:
+                with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
+                    folder.rmdir()
+        raise
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +74,14 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from stylex.runtime import resolve_device
     from stylex.train_classifier import train_classifier
 
     config, run_dir = _resolve(args)
-    save_config(config, run_dir)
-    train_classifier(config, run_dir, retrain=args.retrain, oracle=args.oracle)
+    resolve_device(config.device)  # an absent GPU is refused before anything is written
+    with removed_if_failed(run_dir):
+        save_config(config, run_dir)
+        train_classifier(config, run_dir, retrain=args.retrain, oracle=args.oracle)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -50,16 +91,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.overrides.append("train.cst=false")
     config, run_dir = _resolve(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    if is_main:
-        save_config(config, run_dir)
     device = training_device(config)
     classifier = load_run_classifier(run_dir, args.classifier, device)
-    monitor = None
-    if is_main:  # only the process that writes measures faithfulness
-        from evaluation.generators import training_monitor
+    # only the process that writes config.json may take it back
+    with removed_if_failed(run_dir) if is_main else contextlib.nullcontext():
+        if is_main:
+            save_config(config, run_dir)
+        monitor = None
+        if is_main:  # only the process that writes measures faithfulness
+            from evaluation.generators import training_monitor
 
-        monitor = training_monitor(config, run_dir, classifier, device)
-    train_stylex(config, run_dir, classifier, resume=args.resume, monitor=monitor)
+            monitor = training_monitor(config, run_dir, classifier, device)
+        train_stylex(config, run_dir, classifier, resume=args.resume, monitor=monitor)
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> None:
@@ -118,7 +161,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.features:
         args.overrides.append(f"evaluation.fid_features={args.features}")
     config, run_dir = _resolve(args)
-    run_benchmark(config, run_dir)
+    with removed_if_failed(run_dir):
+        run_benchmark(config, run_dir)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -132,12 +176,28 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_preview_data(args: argparse.Namespace) -> None:
-    from stylex.preview import save_class_grid
-
     config, run_dir = _resolve(args)
     out = Path(args.out) if args.out else run_dir / f"data_preview_{args.split}.png"
+    check_image_output(out, "--out" if args.out else "--runs-dir/--name")
+    from stylex.preview import save_class_grid
+
     save_class_grid(config.data, args.split, out, per_class=args.per_class)
     print(f"wrote {out}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def check_image_output(out: Path, option: str) -> None:
+    """An image file to be written: its format comes from the suffix, and it must not be (or lie under) something
+    that is not a folder; an existing image file is replaced."""
+    if out.is_dir():
+        raise UserError(f"{option} {out} is a folder; name an image file such as {out / 'preview.png'}")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{option} must name an image file ending in {', '.join(IMAGE_SUFFIXES)}, got {out}")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"{option} {out} lies under {blocking}, which is a file, not a folder")
 
 
 def cmd_show_config(args: argparse.Namespace) -> None:
@@ -203,9 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--image", required=True, type=Path, help="image file (resized to the model's size)")
     explain.add_argument("--strategy", default="independent", choices=["independent", "subset"])
     explain.add_argument("--target", help="class to move toward (default: the most probable other class)")
-    explain.add_argument("--attributes", type=int, default=5,
-                         help="attributes to select (subset: at most this many, stops at the flip)")
-    explain.add_argument("--out", type=Path, help="output folder")
+    explain.add_argument("--attributes", type=at_least(1), default=5,
+                         help="attributes to select, >= 1 (subset: at most this many, stops at the flip)")
+    explain.add_argument("--out", type=Path, help="output folder (created if missing; the files explain writes "
+                         "replace those of the same name in it)")
     explain.set_defaults(handler=cmd_explain)
 
     faithful = commands.add_parser(
@@ -237,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview-data", help="write a PNG grid of dataset images, one row per class")
     _add_config_options(preview)
     preview.add_argument("--split", default="train", choices=["train", "test"])
-    preview.add_argument("--per-class", type=int, default=8, help="images per class row")
-    preview.add_argument("--out", help="PNG path (default: RUNS/NAME/data_preview_SPLIT.png)")
+    preview.add_argument("--per-class", type=at_least(1), default=8, help="images per class row, >= 1")
+    preview.add_argument("--out", help="PNG path, replaced if it exists (default: RUNS/NAME/data_preview_SPLIT.png)")
     preview.set_defaults(handler=cmd_preview_data)
 
     show = commands.add_parser("show-config", help="print the resolved config (preset + --set overrides)")
@@ -257,10 +318,36 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full disk, a file where a folder belongs, no permission: one line
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+# errnos that only a write, a create or a rename raises
+WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.EFBIG, errno.ENOTEMPTY, errno.EXDEV}
+
+
+def describe_os_error(err: OSError) -> str:
+    """`cannot write PATH: REASON` (or read): the errno or the path's state tells which of the two failed."""
+    reason = err.strerror or str(err)
+    if err.filename is None:
+        return reason
+    path = Path(os.fsdecode(err.filename))
+    if err.errno in WRITE_ERRNOS:
+        verb = "write"
+    elif err.errno == errno.ENOENT:
+        verb = "read"
+    elif not path.exists():
+        verb = "write"  # it was being created (e.g. a file stands where one of its folders belongs)
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        verb = "write" if os.access(path, os.R_OK) else "read"
+    else:
+        verb = "access"
+    return f"cannot {verb} {path}: {reason}"
 
 
 if __name__ == "__main__":

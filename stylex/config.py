@@ -1,4 +1,4 @@
-"""Run configuration: nested dataclasses, JSON presets in `configs/`, `--set key=value` overrides.
+"""Run configuration: nested dataclasses, JSON presets in `configs/` (or ./configs), `--set key=value` overrides.
 
 A preset names only what differs from the defaults below. The resolved configuration (every field)
 is written to `runs/<name>/config.json` and into every artifact a run produces.
@@ -9,15 +9,78 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stylex.errors import UserError
+from stylex.resources import PRESET_DIR
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRECISIONS = ("float32", "bfloat16")
+# Names the config accepts before any heavy module is imported (torch, torchvision, lpips); tests/test_config.py
+# checks that they equal the lists of the modules that implement them.
+DATASETS = ("shapes", "shapes-multi", "fashion-mnist", "folder")
+ARCHITECTURES = ("mobilenet_v2", "resnet18", "plain_cnn")
+PRETRAINED_ARCHITECTURES = ("mobilenet_v2", "resnet18")
+LPIPS_MODES = ("pretrained", "random", "off")
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+SEED_MAX = 2**32 - 1  # numpy and torch both take seeds in this range; the trainer derives seed * 100003 + epoch
+
+
+# ---- value checks: every message names the key, the allowed range and the value ----------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(key: str, value, minimum: int, maximum: int | None = None, note: str = "") -> None:
+    if _is_int(value) and value >= minimum and (maximum is None or value <= maximum):
+        return
+    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer between {minimum} and {maximum}"
+    raise UserError(f"{key} must be {allowed}{note}, got {value!r}")
+
+
+def check_number(key: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False, note: str = "") -> None:
+    """A finite int or float within [low, high] (or open at either end); NaN and infinities are refused."""
+    ok = _is_number(value) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if low is not None and high is not None:
+        allowed = f"a finite number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"a finite number {'>' if low_open else '>='} {low}"
+    elif high is not None:
+        allowed = f"a finite number {'<' if high_open else '<='} {high}"
+    else:
+        allowed = "a finite number"
+    raise UserError(f"{key} must be {allowed}{note}, got {value!r}")
+
+
+def check_choice(key: str, value, choices: typing.Sequence[str]) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_types(section: str, obj) -> None:
+    """The annotation check `--set` and presets get (`_coerce`), for dataclasses built in code as well; ints given
+    for float fields become floats."""
+    hints = typing.get_type_hints(type(obj))
+    for item in dataclasses.fields(obj):
+        value = getattr(obj, item.name)
+        coerced = _coerce(value, hints[item.name], f"{section}.{item.name}")
+        if coerced is not value:
+            setattr(obj, item.name, coerced)
 
 
 @dataclass
@@ -34,6 +97,27 @@ class DataConfig:
     skip_bad: bool = False  # folder: skip (and log) unreadable files instead of failing
     test_fraction: float = 0.1  # folder without train/ and test/ subfolders: held-out share
 
+    def __post_init__(self):
+        # The StylEx sizes (a power of two, 16..1024) are checked by `Config`: a DataConfig alone may describe any
+        # size the loaders make (stylex.data checks their own lower bound).
+        _check_types("data", self)
+        check_choice("data.dataset", self.dataset, DATASETS)
+        if self.root is not None and not self.root.strip():
+            raise UserError("data.root must be a folder path or null, got ''")
+        if self.classes is not None:
+            if not self.classes or any(not name.strip() for name in self.classes):
+                raise UserError(f"data.classes must be a non-empty list of class names or null, got {self.classes}")
+            repeated = sorted({name for name in self.classes if self.classes.count(name) > 1})
+            if repeated:
+                raise UserError(f"data.classes must name each class once, got {', '.join(repeated)} twice or more")
+        check_int("data.resolution", self.resolution, 1)
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"data.channels must be 1, 3 or null (the dataset's own), got {self.channels!r}")
+        check_int("data.num_train", self.num_train, 1)
+        check_int("data.num_test", self.num_test, 1)
+        check_int("data.seed", self.seed, 0, SEED_MAX)
+        check_number("data.test_fraction", self.test_fraction, 0, 1, low_open=True, high_open=True)
+
 
 @dataclass
 class ClassifierConfig:
@@ -47,6 +131,19 @@ class ClassifierConfig:
     hflip: bool = False  # random horizontal flips while training
     seed: int = 0
 
+    def __post_init__(self):
+        _check_types("classifier", self)
+        check_choice("classifier.arch", self.arch, ARCHITECTURES)
+        check_number("classifier.width", self.width, 0, low_open=True)
+        check_int("classifier.epochs", self.epochs, 1)
+        check_int("classifier.batch_size", self.batch_size, 1)
+        check_number("classifier.lr", self.lr, 0, low_open=True)
+        check_number("classifier.weight_decay", self.weight_decay, 0)
+        check_int("classifier.seed", self.seed, 0, SEED_MAX)
+        if self.pretrained and self.arch not in PRETRAINED_ARCHITECTURES:
+            raise UserError(f"classifier.pretrained=true needs classifier.arch {' or '.join(PRETRAINED_ARCHITECTURES)} "
+                            f"(the architectures with ImageNet weights), got {self.arch!r}")
+
 
 @dataclass
 class OracleConfig:
@@ -59,6 +156,12 @@ class OracleConfig:
     width: float = 1.0
     seed: int = 1
 
+    def __post_init__(self):
+        _check_types("oracle", self)
+        check_choice("oracle.arch", self.arch, ARCHITECTURES)
+        check_number("oracle.width", self.width, 0, low_open=True)
+        check_int("oracle.seed", self.seed, 0, SEED_MAX)
+
 
 @dataclass
 class StylexModelConfig:
@@ -70,6 +173,12 @@ class StylexModelConfig:
     channel_max: int = 512
     mapping_layers: int = 8
     mapping_lr_multiplier: float = 0.01
+
+    def __post_init__(self):
+        _check_types("model", self)
+        for name in ("w_dim", "z_dim", "channel_base", "channel_max", "mapping_layers"):
+            check_int(f"model.{name}", getattr(self, name), 1)
+        check_number("model.mapping_lr_multiplier", self.mapping_lr_multiplier, 0, low_open=True)
 
 
 @dataclass
@@ -108,6 +217,27 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast and TF32 on CUDA (CPU always runs fp32)
     seed: int = 0
 
+    def __post_init__(self):
+        _check_types("train", self)
+        for name in ("steps", "batch_size", "accumulate", "r1_interval", "pl_interval", "pl_batch_shrink",
+                     "checkpoint_every", "log_every", "image_every", "eval_images"):
+            check_int(f"train.{name}", getattr(self, name), 1)
+        for name in ("warmup_steps", "adv_ramp_steps", "kl_ramp_steps", "eval_every"):
+            check_int(f"train.{name}", getattr(self, name), 0)
+        check_int("train.seed", self.seed, 0, SEED_MAX)
+        for name in ("lr", "encoder_lr", "warmup_lr"):
+            check_number(f"train.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("beta1", "beta2", "warmup_beta1"):  # Adam's betas
+            check_number(f"train.{name}", getattr(self, name), 0, 1, high_open=True)
+        check_number("train.ema_kimg", self.ema_kimg, 0)
+        check_number("train.ema_rampup", self.ema_rampup, 0)
+        check_choice("train.lpips", self.lpips, LPIPS_MODES)
+        check_choice("train.lpips_net", self.lpips_net, LPIPS_NETS)
+        # Each accumulation round takes an equal share of the batch (the trainer checks processes x accumulate).
+        if self.batch_size % self.accumulate:
+            raise UserError(f"train.batch_size {self.batch_size} must be divisible by train.accumulate "
+                            f"{self.accumulate}")
+
 
 @dataclass
 class LossWeights:
@@ -131,12 +261,12 @@ class LossWeights:
     kl: float = 1.0
 
     def __post_init__(self):
+        _check_types("loss", self)
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if value is None and item.name in ("r1_gamma", "pl_weight"):
                 continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise UserError(f"loss weight {item.name} must be a finite number >= 0, got {value!r}")
+            check_number(f"loss.{item.name}", value, 0, note=" (a loss weight)")
 
 
 def resolved_r1_gamma(weights: LossWeights, resolution: int, batch_size: int) -> float:
@@ -173,19 +303,16 @@ class AttFindConfig:
     render_attributes: int = 10  # attributes rendered as panels and GIFs
 
     def __post_init__(self):
-        if self.split not in ("train", "test"):
-            raise UserError(f"attfind.split must be train or test, got {self.split!r}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"attfind.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_types("attfind", self)
+        check_choice("attfind.split", self.split, ("train", "test"))
+        check_choice("attfind.precision", self.precision, PRECISIONS)
         for name in ("num_images", "num_attributes", "chunk_images", "panel_images", "display_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"attfind.{name} must be >= 1, got {getattr(self, name)}")
+            check_int(f"attfind.{name}", getattr(self, name), 1)
         for name in ("max_batch", "render_attributes"):
-            if getattr(self, name) < 0:
-                raise UserError(f"attfind.{name} must be >= 0, got {getattr(self, name)}")
+            check_int(f"attfind.{name}", getattr(self, name), 0)
+        check_int("attfind.seed", self.seed, 0, SEED_MAX)
         for name in ("shift_size", "threshold"):
-            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
-                raise UserError(f"attfind.{name} must be a finite number > 0, got {getattr(self, name)}")
+            check_number(f"attfind.{name}", getattr(self, name), 0, low_open=True)
 
 
 STRATEGIES = ("class_level", "independent", "subset")
@@ -213,26 +340,22 @@ class EvaluationConfig:
     start_from: str = ""  # folder of trained models (classifier.pt, checkpoints/) copied into a new run
 
     def __post_init__(self):
+        _check_types("evaluation", self)
         unknown = sorted(set(self.strategies) - set(STRATEGIES))
         if unknown or not self.strategies:
             raise UserError(f"evaluation.strategies must be a non-empty subset of {', '.join(STRATEGIES)}, "
                             f"got {self.strategies}")
-        if self.fid_features not in FID_FEATURES:
-            raise UserError(f"evaluation.fid_features must be one of {', '.join(FID_FEATURES)}, "
-                            f"got {self.fid_features!r}")
+        check_choice("evaluation.fid_features", self.fid_features, FID_FEATURES)
         for name in ("max_k", "table_k", "subset_candidates", "fid_top", "recovery_k", "probe_steps"):
-            if getattr(self, name) < 1:
-                raise UserError(f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_images < 0:
-            raise UserError(f"evaluation.num_images must be >= 0 (0 = all AttFind images), got {self.num_images}")
+            check_int(f"evaluation.{name}", getattr(self, name), 1)
+        check_int("evaluation.num_images", self.num_images, 0, note=" (0 = all AttFind images)")
         if self.table_k > self.max_k:
             raise UserError(f"evaluation.table_k ({self.table_k}) must be <= evaluation.max_k ({self.max_k})")
-        for value in [self.wu_alpha, *self.fid_shift_sizes]:
-            if not math.isfinite(value) or value <= 0:
-                raise UserError("evaluation.wu_alpha and evaluation.fid_shift_sizes must be finite numbers > 0, "
-                                f"got {value!r}")
+        check_number("evaluation.wu_alpha", self.wu_alpha, 0, low_open=True)
         if not self.fid_shift_sizes:
-            raise UserError("evaluation.fid_shift_sizes needs at least one shift size")
+            raise UserError("evaluation.fid_shift_sizes needs at least one shift size, got []")
+        for value in self.fid_shift_sizes:
+            check_number("evaluation.fid_shift_sizes", value, 0, low_open=True, note=" (each of them)")
 
 
 @dataclass
@@ -248,6 +371,19 @@ class Config:
     attfind: AttFindConfig = field(default_factory=AttFindConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
+    def __post_init__(self):
+        for name in ("name", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"config key {name} must be str, got {getattr(self, name)!r}")
+        if not self.name.strip() or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
+            raise UserError(f"name must be a run folder name (not empty, no / or \\, not . or ..), got {self.name!r}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        _check_stylex_resolution(self.data.resolution)
+        if self.model.channel_base < self.data.resolution:
+            raise UserError(f"model.channel_base must be >= data.resolution ({self.data.resolution}): channels = "
+                            f"channel_base // resolution, got {self.model.channel_base}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -257,6 +393,21 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict) -> Config:
         return _build(cls, values, prefix="")
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+
+
+def _check_stylex_resolution(resolution: int) -> None:
+    """The generator's rule (`stylex.networks.check_resolution`), applied when the config is read, so a classifier
+    is never trained at a size StylEx cannot explain. Imported here: stylex.networks pulls in torch."""
+    from stylex.networks import MAX_RESOLUTION, MIN_RESOLUTION, check_resolution
+
+    try:
+        check_resolution(resolution)
+    except UserError:
+        raise UserError(f"data.resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION} "
+                        f"(the sizes the StylEx generator makes), got {resolution!r}") from None
 
 
 def _build(kind: type, values: dict, prefix: str):
@@ -306,15 +457,23 @@ def _coerce(value, hint, key: str):
     raise UserError(f"config key {key} must be {expected}, got {value!r}")
 
 
+def preset_folders() -> list[Path]:
+    """Where `--config NAME` looks, in order: ./configs (a user's own presets win), then the package's."""
+    return [Path.cwd() / "configs", PRESET_DIR]
+
+
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in REPO_CONFIG_DIR.glob("*.json"))
+    return sorted({p.stem for folder in preset_folders() for p in folder.glob("*.json")})
 
 
 def _preset_path(preset: str) -> Path:
-    as_path = Path(preset)
-    if as_path.suffix == ".json" and as_path.is_file():
-        return as_path
-    for folder in (Path.cwd() / "configs", REPO_CONFIG_DIR):
+    as_path = Path(preset).expanduser()
+    if as_path.suffix == ".json":
+        if as_path.is_file():
+            return as_path
+        raise UserError(f"no config file {as_path}; pass an existing .json file or a preset name "
+                        f"({', '.join(available_presets()) or 'none'})")
+    for folder in preset_folders():
         candidate = folder / f"{preset}.json"
         if candidate.is_file():
             return candidate

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from stylex import render
 from stylex.attfind import Attribute, AttributeSet, Effects, compute_effects, find_attributes
@@ -26,10 +26,11 @@ from stylex.checkpoint import StylexModel, checkpoint_path, load_stylex
 from stylex.classifier import load as load_classifier
 from stylex.config import Config, load_config
 from stylex.data import ImageDataset, build_dataset
+from stylex.data.images import open_image
 from stylex.editing import EditFn, attfind_edit, edit_sets_of_one, resolve_precision
 from stylex.editing import render as render_styles
 from stylex.errors import UserError
-from stylex.explain import Explanation, explain, sweep
+from stylex.explain import STRATEGIES, Explanation, explain, sweep
 from stylex.layout import StyleLayout
 from stylex.runtime import Distributed, code_version, process_device
 from stylex.stats import StyleStats, encode_styles, load_stats, save_stats
@@ -278,11 +279,9 @@ def read_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no image file at {path}")
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path} is not a readable image ({err})") from None
+    # The folder dataset decodes through the same function, so 16-bit, float, CMYK, palette and alpha
+    # files are scaled (or refused) the same way for training and for explaining.
+    image = open_image(path, channels)
     if image.size != (resolution, resolution):
         log.info("resizing %s from %dx%d to the model's %dx%d", path, *image.size, resolution, resolution)
         image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
@@ -295,7 +294,17 @@ def read_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
 def explain_image_file(run_dir: Path, image_path: Path, strategy: str = "independent", target: str | None = None,
                        num_attributes: int = 5, cst: bool = True, out_dir: Path | None = None,
                        overrides: list[str] | None = None, device: str | None = None) -> Path:
-    """Explain the classifier's decision on one image file; writes figure.png, GIFs and summary.json."""
+    """Explain the classifier's decision on one image file; writes figure.png, GIFs and summary.json into
+    `out_dir` (created if missing; files of the same name in it are replaced)."""
+    # Argument checks come before the run is loaded, so a mistyped command fails at once and writes nothing.
+    if isinstance(num_attributes, bool) or not isinstance(num_attributes, int) or num_attributes < 1:
+        raise UserError(f"--attributes must be an integer >= 1, got {num_attributes!r}")
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if not Path(image_path).is_file():
+        raise UserError(f"no image file at {image_path}")
+    if out_dir is not None:
+        check_output_folder(Path(out_dir), "--out")
     ctx = open_run(run_dir, cst, overrides, device)
     cfg = ctx.config.attfind
     stats = load_stats(ctx.run_dir, ctx.variant)
@@ -316,6 +325,16 @@ def explain_image_file(run_dir: Path, image_path: Path, strategy: str = "indepen
     out_dir = Path(out_dir) if out_dir else ctx.run_dir / "explanations" / f"{Path(image_path).stem}-{strategy}"
     write_explanation(ctx, explanation, image, styles, stats, out_dir)
     return out_dir
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """A folder to write into: missing (it is created) or a folder, never a file or under one."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{option} {folder} is a file, not a folder; explain writes figure.png, GIFs and "
+                        "summary.json into a folder: name a new or existing folder")
+    blocking = next((p for p in folder.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UserError(f"{option} {folder} lies under {blocking}, which is a file, not a folder")
 
 
 @torch.no_grad()

@@ -185,6 +185,36 @@ def test_killed_effect_computation_resumes_to_the_same_tensor(tiny, tmp_path, mo
         compute_effects(model, styles, stats, shift_size=0.5, out_dir=out, chunk_images=2, progress=False)
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garble", "wrong-content"])
+def test_damaged_effect_chunk_is_named_deleted_and_recomputed(tiny, tmp_path, monkeypatch, caplog, damage):
+    model, styles, stats = tiny
+    out = tmp_path / "effects"
+    first = compute_effects(model, styles, stats, out_dir=out, chunk_images=2, max_batch=64, progress=False)
+    damaged = out / "chunk-00001.pt"
+    if damage == "truncate":  # a full disk or a killed copy: what gave `PytorchStreamReader failed` before
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    elif damage == "garble":
+        damaged.write_bytes(b"\0" * 100)
+    else:
+        torch.save({"effect": torch.zeros(3)}, damaged)
+
+    computed = []
+    real_chunk = attfind_module._chunk_effects
+    monkeypatch.setattr(attfind_module, "_chunk_effects", lambda *a: computed.append(1) or real_chunk(*a))
+    with caplog.at_level("WARNING", logger="stylex.attfind"):
+        again = compute_effects(model, styles, stats, out_dir=out, chunk_images=2, max_batch=64, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(damaged) in warnings[0] and "computing it again" in warnings[0]
+    assert len(computed) == 1, "only the damaged chunk is computed again"
+    assert torch.equal(again.effect, first.effect) and torch.equal(again.baseline, first.baseline)
+    reread = torch.load(damaged, weights_only=True)  # the recomputed chunk replaced the damaged file
+    assert torch.equal(reread["effect"], first.effect[2:4])
+
+    (out / "meta.json").write_text('{"fingerprint": ')
+    with pytest.raises(UserError, match=r"meta\.json is damaged.*--recompute"):
+        compute_effects(model, styles, stats, out_dir=out, chunk_images=2, progress=False)
+
+
 def test_style_stats_round_trip(tiny, tmp_path):
     model, styles, stats = tiny
     conv = model.generator.layout.conv_flatten(styles)
