@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stylex-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint setup data browser clean
+.PHONY: demo test lint setup data browser wheel clean
 
 demo: $(STAMP)
 	$(BIN)/stylex benchmark --config demo
@@ -34,5 +34,9 @@ data:
 browser:
 	@command -v chromium >/dev/null || scripts/apt-install chromium
 
+# a wheel with the presets and shipped models inside (see README, "Using the installed package")
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel . --no-deps --no-build-isolation -w dist
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

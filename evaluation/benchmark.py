@@ -40,13 +40,13 @@ from stylex.pipeline import (
     open_run,
     render_attributes,
 )
+from stylex.resources import find_folder, folder_candidates
 from stylex.runtime import code_version
 from stylex.train_classifier import train_classifier
 from stylex.training import train_stylex
 
 log = logging.getLogger("stylex.benchmark")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RECONSTRUCTION_GRID = "reconstructions.png"
 STARTING_FILES = ("classifier.pt", "oracle.pt", "checkpoints/stylex.pt", "checkpoints/stylex-nocst.pt",
                   "benchmark/probes.pt")
@@ -100,14 +100,16 @@ class Timer:
 # ---- models ---------------------------------------------------------------------------------------------------
 
 def starting_folder(config: Config) -> Path | None:
-    """evaluation.start_from as a folder: as given, or relative to the suite's checkout (for presets)."""
+    """evaluation.start_from as a folder: relative to the working directory, else inside the installed package
+    (where the presets' `models/demo` and `models/fashion-sneaker-boot` are shipped)."""
     if not config.evaluation.start_from:
         return None
-    for candidate in (Path(config.evaluation.start_from), REPO_ROOT / config.evaluation.start_from):
-        if candidate.is_dir():
-            return candidate
-    raise UserError(f"evaluation.start_from: no folder {config.evaluation.start_from!r} (looked in the working "
-                    f"directory and in {REPO_ROOT}); set it to a folder holding classifier.pt and checkpoints/, "
+    folder = find_folder(config.evaluation.start_from)
+    if folder is not None:
+        return folder
+    looked = " and ".join(str(path) for path in folder_candidates(config.evaluation.start_from))
+    raise UserError(f"evaluation.start_from: no folder {config.evaluation.start_from!r} (looked at {looked}); "
+                    "set it to a folder holding classifier.pt and checkpoints/, "
                     "or to an empty value (--set evaluation.start_from=) to train from scratch")
 
 

@@ -23,6 +23,7 @@ from stylex.networks import (
     Generator,
     GeneratorConfig,
 )
+from stylex.resources import find_folder
 from stylex.runtime import atomic_torch_save, code_version
 
 CHECKPOINT_FORMAT = "stylex-checkpoint"
@@ -127,9 +128,10 @@ def load(folder: str | Path, variant: str = "stylex", device: str | torch.device
 
     if variant not in VARIANTS:
         raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    folder = Path(folder)
-    if not folder.is_dir():
+    found = find_folder(folder)  # the working directory first, then the models shipped in the package
+    if found is None:
         raise UserError(f"no folder {folder}; pass a run directory (runs/NAME) or a models folder (models/demo)")
+    folder = found
     classifier = load_classifier(folder / "classifier.pt", map_location=device)
     model = load_stylex(checkpoint_path(folder, variant == "stylex"), classifier, device)
     if (folder / "oracle.pt").is_file():
