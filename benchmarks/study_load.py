@@ -6,10 +6,11 @@
 Starts the real app (`streamlit run studies/app.py`) on a free 127.0.0.1 port over a fresh SQLite file, then, per
 level N, opens N browser contexts in one headless chromium (Debian's, as the browser test) that consent, read the
 instructions and answer every screen (Part 1 picks A or B, Part 2 types two words; participants alternate parts).
-Nothing leaves the machine. Prints per level: answers/s over the level's wall time, p50 / p95 seconds from a
-Submit click to the next screen, participants finished within the time limit, and the database check: answers
-the browsers saw accepted but missing from the database (lost) and trials with more than one stored answer
-(duplicated). Both must be 0; a level that runs past its time limit reports what finished.
+Nothing leaves the machine. Prints per level: answers/s from the start to the last accepted answer, p50 / p95
+seconds from a Submit click to the next screen, participants finished within the time limit, submits repeated
+because the screen had not moved on within 30 s (as a participant would click again), and the database check:
+answers the browsers saw accepted but missing from the database (lost) and trials with more than one stored
+answer (duplicated). Both must be 0; a level that runs past its time limit reports what finished.
 
 Without --materials it builds a synthetic study of realistic size: 2 methods x 6 attributes (Part 1 and Part 2
 items), 2 attention items, animated GIFs of --gif-size pixels with 8 frames.
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "studies" / "app.py"
 STUDY = "loadstudy"
 SCREEN = re.compile(r"Screen (\d+) of (\d+)")
+SUBMIT_TRIES = 3
+RETRY_AFTER_S = 30.0
 
 
 def synthetic_materials(folder: Path, methods: int = 2, attributes: int = 6, gif_size: int = 256
@@ -124,6 +127,8 @@ class Participant:
     accepted: int = 0  # answers after which the browser moved on to the next screen
     latencies: list[float] = field(default_factory=list)
     finished: bool = False
+    retries: int = 0  # submits repeated because the screen did not move on within RETRY_AFTER_S
+    last_answer: float = 0.0
     error: str = ""
 
 
@@ -170,16 +175,26 @@ async def participate(browser, base: str, who: Participant, deadline: float) -> 
                     return
                 await asyncio.sleep(0.05)
                 continue
-            if who.part == "coherence":
-                await page.get_by_text("B", exact=True).last.click(timeout=60_000)
-            else:
-                await page.get_by_role("textbox").fill(f"change {screen[0]}", timeout=60_000)
             clicked = time.monotonic()
-            await page.get_by_role("button", name="Submit").click(timeout=60_000)
-            if not await _wait_for_change(page, screen[0], max(1.0, deadline - time.monotonic())):
+            for _ in range(SUBMIT_TRIES):  # as a participant would: answer again when nothing happens
+                if who.part == "coherence":
+                    await page.get_by_text("B", exact=True).last.click(timeout=60_000)
+                else:
+                    await page.get_by_role("textbox").fill(f"change {screen[0]}", timeout=60_000)
+                await page.get_by_role("button", name="Submit").click(timeout=60_000)
+                wait = min(RETRY_AFTER_S, deadline - time.monotonic())
+                if wait <= 0 or await _wait_for_change(page, screen[0], wait):
+                    break
+                who.retries += 1
+            else:
+                body = " ".join((await page.inner_text("body")).split())
+                who.error = f"screen {screen[0]} did not advance after {SUBMIT_TRIES} submits: {body[:160]!r}"
+                return
+            if time.monotonic() >= deadline:
                 return
             who.latencies.append(time.monotonic() - clicked)
             who.accepted += 1
+            who.last_answer = time.monotonic()
     except Exception as err:  # a level is measured to its end; the report names what went wrong
         who.error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     finally:
@@ -240,7 +255,8 @@ def measure(levels: list[int], materials: Path | None, answer_key: Path | None, 
         for level, count in enumerate(levels):
             started = time.monotonic()
             people = asyncio.run(run_level(base, count, level, time_limit, chromium))
-            wall = time.monotonic() - started
+            # up to the last accepted answer, so a participant stuck until the time limit does not dilute the rate
+            wall = max([who.last_answer for who in people if who.accepted], default=time.monotonic()) - started
             stored, duplicated = stored_answers(engine, [who.pid for who in people])
             latencies = [t for who in people for t in who.latencies]
             results.append({
@@ -250,7 +266,7 @@ def measure(levels: list[int], materials: Path | None, answer_key: Path | None, 
                 "p50_s": statistics.median(latencies) if latencies else float("nan"),
                 "p95_s": percentile(latencies, 0.95),
                 "lost": sum(max(0, who.accepted - stored.get(who.pid, 0)) for who in people),
-                "duplicated": duplicated,
+                "duplicated": duplicated, "retries": sum(who.retries for who in people),
                 "errors": sorted({who.error for who in people if who.error}),
             })
             print(format_row(results[-1]), flush=True)
@@ -262,13 +278,13 @@ def measure(levels: list[int], materials: Path | None, answer_key: Path | None, 
 
 
 HEADER = (f"{'participants':>12} {'finished':>8} {'answers':>7} {'wall s':>7} {'answers/s':>9} {'p50 s':>6} "
-          f"{'p95 s':>6} {'lost':>4} {'dup':>4}")
+          f"{'p95 s':>6} {'lost':>4} {'dup':>4} {'retries':>7}")
 
 
 def format_row(row: dict) -> str:
     text = (f"{row['participants']:>12} {row['finished']:>8} {row['answers']:>7} {row['wall_s']:>7.1f} "
             f"{row['answers_per_s']:>9.2f} {row['p50_s']:>6.2f} {row['p95_s']:>6.2f} {row['lost']:>4} "
-            f"{row['duplicated']:>4}")
+            f"{row['duplicated']:>4} {row['retries']:>7}")
     return text + (f"   errors: {'; '.join(row['errors'])}" if row["errors"] else "")
 
 
