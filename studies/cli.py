@@ -27,8 +27,9 @@ def _engine(url: str):
     return engine
 
 
-def _os_errors(handler):
-    """Turn an OSError (reading or writing files) or a database error into the one-line `error: ...` of the CLI."""
+def _database_errors(handler):
+    """Turn a database error into the one-line `error: ...` of the CLI (file-system errors are turned into one
+    line by `stylex.cli.main`, which runs every command)."""
 
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> None:
@@ -38,16 +39,13 @@ def _os_errors(handler):
 
         try:
             handler(args)
-        except OSError as err:
-            where = f" {err.filename}" if err.filename else ""
-            raise UserError(f"cannot access{where}: {err.strerror or err}") from None
         except DBAPIError as err:
             raise UserError(f"study database {args.db}: {err.orig}") from None
 
     return wrapped
 
 
-@_os_errors
+@_database_errors
 def cmd_build(args: argparse.Namespace) -> None:
     from studies.manifest import load_study
     from studies.materials import build_materials
@@ -60,11 +58,15 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"serve it: stylex study serve --db {args.db} --materials {args.out} --study {study_id}")
 
 
-def _readonly(url: str):
-    """A read-only Engine on an existing study database (nothing is created; see db.open_readonly)."""
+def _read_frames(url: str) -> dict:
+    """The study's tables, read in one read-only transaction (db.open_readonly: nothing is created)."""
     from studies import db
 
-    return db.open_readonly(url)
+    engine = db.open_readonly(url)
+    try:
+        return db.export_frames(engine)
+    finally:
+        engine.dispose()
 
 
 def check_serve(db_url: str, materials: Path, study_id: str) -> None:
@@ -92,7 +94,7 @@ def check_serve(db_url: str, materials: Path, study_id: str) -> None:
         engine.dispose()
 
 
-@_os_errors
+@_database_errors
 def cmd_serve(args: argparse.Namespace) -> None:
     check_serve(args.db, args.materials, args.study)
     env = {**os.environ, "STYLEX_STUDY_DB": args.db, "STYLEX_STUDY_MATERIALS": str(args.materials),
@@ -102,17 +104,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     raise SystemExit(subprocess.call(command, env=env, cwd=APP.parent.parent))
 
 
-@_os_errors
+@_database_errors
 def cmd_export(args: argparse.Namespace) -> None:
     """CSV files of the study, read in one read-only transaction; string cells that a spreadsheet would run as a
     formula are neutralised (db.csv_safe). The output folder is made only once the database has been read."""
     from studies import db
 
-    engine = _readonly(args.db)
-    try:
-        frames = db.export_frames(engine)
-    finally:
-        engine.dispose()
+    frames = _read_frames(args.db)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
         # CRLF rows (RFC 4180): the csv writer then quotes any cell holding a CR or LF, so a raw "\r" typed by a
@@ -121,26 +119,18 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"wrote {args.out / f'{name}.csv'} ({len(frame)} rows)")
 
 
-@_os_errors
+@_database_errors
 def cmd_backup(args: argparse.Namespace) -> None:
     from studies import db
 
-    engine = _readonly(args.db)
-    try:
-        print(f"wrote {db.backup(engine, args.out)}")
-    finally:
-        engine.dispose()
+    print(f"wrote {db.backup(args.db, args.out)}")  # a URL is opened read-only
 
 
-@_os_errors
+@_database_errors
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from studies import analysis, db
+    from studies import analysis
 
-    engine = _readonly(args.db)
-    try:
-        responses = db.export_frames(engine)["responses"]
-    finally:
-        engine.dispose()
+    responses = _read_frames(args.db)["responses"]
     result = analysis.analyze(responses)
     written = analysis.write_report(result, args.out)
     (args.out / "analysis.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -195,9 +195,9 @@ def check_image_output(out: Path, option: str) -> None:
         raise UserError(f"{option} {out} is a folder; name an image file such as {out / 'preview.png'}")
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{option} must name an image file ending in {', '.join(IMAGE_SUFFIXES)}, got {out}")
-    blocking = next((p for p in out.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise UserError(f"{option} {out} lies under {blocking}, which is a file, not a folder")
+    from stylex.pipeline import check_output_folder
+
+    check_output_folder(out.parent, option)
 
 
 def cmd_show_config(args: argparse.Namespace) -> None:

@@ -109,14 +109,19 @@ def _best_directions(effect: Tensor, target: int, limit: int) -> list[Attribute]
 
 
 @torch.no_grad()
+def check_count(name: str, value) -> None:
+    """A count of attributes or candidates: an integer >= 1 (a negative one would slice [:-k] and apply nearly
+    every coordinate)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def independent(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, target: int | None = None,
                 num_attributes: int = 5, shift_size: float = 1.0, effect: Tensor | None = None,
                 precision: str = "float32") -> Explanation:
     """Top-`num_attributes` attributes of this image by single effect on the target logit; the logits after
     applying the first 1, 2, ... of them together are reported (the classifier is re-run on each)."""
-    if isinstance(num_attributes, bool) or not isinstance(num_attributes, int) or num_attributes < 1:
-        # a negative count would slice [:-k] and apply nearly every coordinate
-        raise UserError(f"num_attributes must be an integer >= 1, got {num_attributes!r}")
+    check_count("num_attributes", num_attributes)
     styles, dtype, base_logits, source, target = _prepare(model, styles, stats, target, precision)
     effect = _single_effects(model, styles, stats, shift_size, effect, precision)
     chosen = ranked_single_effects(effect, target, num_attributes)
@@ -136,9 +141,8 @@ def subset(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, targ
     """Greedy subset: from the `candidates` coordinates with the largest single effects on the target logit,
     repeatedly add the one whose combined edit (with those chosen so far) raises the target logit most, by
     re-running G and C on every combination; stop when the decision flips or after `max_attributes`."""
-    for name, value in (("max_attributes", max_attributes), ("candidates", candidates)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+    check_count("max_attributes", max_attributes)
+    check_count("candidates", candidates)
     styles, dtype, base_logits, source, target = _prepare(model, styles, stats, target, precision)
     effect = _single_effects(model, styles, stats, shift_size, effect, precision)
     pool = _best_directions(effect, target, candidates)

@@ -30,7 +30,7 @@ from stylex.data.images import open_image
 from stylex.editing import EditFn, attfind_edit, edit_sets_of_one, resolve_precision
 from stylex.editing import render as render_styles
 from stylex.errors import UserError
-from stylex.explain import STRATEGIES, Explanation, explain, sweep
+from stylex.explain import STRATEGIES, Explanation, check_count, explain, sweep
 from stylex.layout import StyleLayout
 from stylex.runtime import Distributed, code_version, process_device
 from stylex.stats import StyleStats, encode_styles, load_stats, save_stats
@@ -297,8 +297,7 @@ def explain_image_file(run_dir: Path, image_path: Path, strategy: str = "indepen
     """Explain the classifier's decision on one image file; writes figure.png, GIFs and summary.json into
     `out_dir` (created if missing; files of the same name in it are replaced)."""
     # Argument checks come before the run is loaded, so a mistyped command fails at once and writes nothing.
-    if isinstance(num_attributes, bool) or not isinstance(num_attributes, int) or num_attributes < 1:
-        raise UserError(f"--attributes must be an integer >= 1, got {num_attributes!r}")
+    check_count("--attributes", num_attributes)
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if not Path(image_path).is_file():
@@ -330,8 +329,7 @@ def explain_image_file(run_dir: Path, image_path: Path, strategy: str = "indepen
 def check_output_folder(folder: Path, option: str) -> None:
     """A folder to write into: missing (it is created) or a folder, never a file or under one."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{option} {folder} is a file, not a folder; explain writes figure.png, GIFs and "
-                        "summary.json into a folder: name a new or existing folder")
+        raise UserError(f"{option} {folder} is a file, not a folder: name a new or existing folder")
     blocking = next((p for p in folder.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise UserError(f"{option} {folder} lies under {blocking}, which is a file, not a folder")
