@@ -84,7 +84,7 @@ def test_gifs_animate_double_click_records_once_and_reload_resumes(server):
         assert screen_number(page) == 1
 
         images = page.locator("img[src*='/media/']")
-        images.first.wait_for(timeout=30000)
+        images.nth(3).wait_for(timeout=30000)  # the four arrive one by one; on a loaded machine, seconds apart
         assert images.count() == 4
         for index in range(4):
             src = images.nth(index).get_attribute("src")
