@@ -11,6 +11,9 @@ from PIL import Image
 
 from evaluation import report
 from evaluation.intervals import wilson_interval
+from evaluation.report.content import TABLE3_SOURCE_NOTE, table3_table
+from evaluation.report.document import Comment, render_latex, render_markdown
+from evaluation.schema import BenchmarkResults
 from stylex.errors import UserError
 
 NUM_IMAGES = 200
@@ -263,10 +266,67 @@ def test_rejects_what_it_cannot_render(tmp_path):
         report.write_report({**metrics, "format": "stylex-study"}, tmp_path)
     with pytest.raises(UserError, match="format_version 2"):
         report.write_report({**metrics, "format_version": 2}, tmp_path)
-    with pytest.raises(UserError, match="integer 'k'"):
-        broken = copy.deepcopy(metrics)
-        broken["sufficiency"]["curves"]["stylex"]["subset"][0].pop("k")
+    broken = copy.deepcopy(metrics)
+    broken["sufficiency"]["curves"]["stylex"]["subset"][0].pop("k")
+    with pytest.raises(UserError, match=re.escape("sufficiency.curves['stylex']['subset'][0].k is missing")):
         report.write_report(broken, tmp_path)
-    with pytest.raises(UserError, match="JSON-serializable"):
+    with pytest.raises(UserError, match=r"run\.created must be a string"):
         report.write_report({**metrics, "run": {**metrics["run"], "created": object()}}, tmp_path)
+    with pytest.raises(UserError, match="JSON-serializable"):
+        report.write_report({**metrics, "settings": {"evaluation": {"seed": object()}}}, tmp_path)
     assert not (tmp_path / "metrics.json").exists()  # nothing is written before everything rendered
+
+
+def test_written_metrics_are_the_results_as_given(tmp_path):
+    """metrics.json is the results dict byte for byte as json.dumps writes it, whatever the key order, and typed
+    results write the same file."""
+    metrics = make_metrics(tmp_path)
+    metrics["settings"] = {"attfind": {"seed": 0}}  # a section the report does not read is kept as it is
+    report.write_report(metrics, tmp_path)
+    expected = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
+    assert (tmp_path / "metrics.json").read_text(encoding="utf-8") == expected
+    report.write_report(BenchmarkResults.from_dict(metrics), tmp_path / "typed")
+    assert (tmp_path / "typed" / "metrics.json").read_text(encoding="utf-8") == expected
+
+
+def _with_random_baseline(metrics: dict) -> dict:
+    """A fourth method, first in the results, that has no image-level strategies, no attribute figures and no FID
+    or recovery rows: the report must follow the results, not a list of methods it knows."""
+    random_curve = _curve(2)
+    metrics["methods"] = {"random": {"label": "Random", "variant": "stylex", "edit_rule": "s += noise",
+                                     "attributes": []}, **metrics["methods"]}
+    metrics["sufficiency"]["curves"] = {"random": {"class_level": random_curve, "independent": None,
+                                                   "subset": None}, **metrics["sufficiency"]["curves"]}
+    metrics["table3"]["rows"][0]["random"] = {name: random_curve[MAX_K - 1][name]
+                                              for name in ("fraction", "ci_low", "ci_high")}
+    return metrics
+
+
+def test_a_new_method_gets_its_column_everywhere(tmp_path):
+    metrics = _with_random_baseline(make_metrics(tmp_path))
+    written = report.write_report(metrics, tmp_path)
+    assert [path.name for path in written] == ["metrics.json", "sufficiency.png", "fid.png", "table3.tex",
+                                               "README.md", "index.html"]
+    latex = (tmp_path / "table3.tex").read_text(encoding="utf-8")
+    # methods in the order of the results (random first), its cell last in the row as it was added last
+    assert r"\begin{tabular}{lcccc}" in latex and "Dataset & Random & Wu et al. & StylEx w/o CST & StylEx" in latex
+    assert r"shapes & 10.0\,[6.6, 14.9] & 25.0\,[19.5, 31.4]" in latex
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| Dataset | Random | Wu et al. | StylEx w/o CST | StylEx |" in readme
+    assert "| Random | StylEx | `s += noise` | 0 |" in readme  # the methods table, with its own edit rule
+    independent = readme.split("### Independent")[1]
+    assert "| k | Random | Wu et al. | StylEx w/o CST | StylEx |" in independent
+    assert "| 10 | n/a | n/a | 60.0% [" in independent
+    assert "### Random" not in readme  # no attribute gallery for a method without attributes
+    assert "| Random @ shift" not in readme  # no perturbation curve, no column
+    figure = report.sufficiency_figure(metrics)
+    legend_texts = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend_texts == ["Random", "Wu et al.", "StylEx w/o CST", "StylEx"]
+
+
+def test_table3_latex_comes_from_the_document_renderer(tmp_path):
+    metrics = make_metrics(tmp_path)
+    results = BenchmarkResults.from_dict(metrics)
+    table3 = table3_table(results)
+    assert report.table3_latex(metrics) == render_latex([Comment(TABLE3_SOURCE_NOTE), table3])
+    assert render_markdown([table3]).splitlines()[-1] == TABLE3_README_ROW

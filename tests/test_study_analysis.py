@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -259,3 +261,46 @@ def test_analyze_single_method_reports_error():
     result = an.analyze(responses[responses["method"] == "stylex"])
     assert "at least 2 methods" in result["comparison"]["error"]
     assert len(result["accuracy"]) == 1
+
+
+def _toy_accuracy() -> pd.DataFrame:
+    """stylex in two domains, wu_et|al only in faces: one Table 2 cell has no trials."""
+    cell = {"ci_low": 0.931, "ci_high": 0.978, "std_over_attributes": 0.047, "std_over_participants": None}
+    return pd.DataFrame([{"method": "stylex", "domain": "faces", "accuracy": 0.96, **cell},
+                         {"method": "wu_et|al", "domain": "faces", "accuracy": 0.70, **cell},
+                         {"method": "stylex", "domain": "birds_2", "accuracy": 0.80, **cell}])
+
+
+def test_table2_markdown_and_latex_come_from_one_table():
+    caption = ("Accuracy (pooled over trials) ± s.d. over participants (ddof=1) [Wilson 95% CI, descriptive: trials "
+               "cluster within participants and attributes]. Chance is 0.5.")
+    assert an.table2(_toy_accuracy(), over="participants") == (
+        "| Domain | stylex | wu_et\\|al |\n|---|---|---|\n"
+        "| faces | 0.96 ± n/a [0.93, 0.98] | 0.70 ± n/a [0.93, 0.98] |\n"
+        "| birds_2 | 0.80 ± n/a [0.93, 0.98] | – |\n\n" + caption + "\n")
+    assert an.table2_latex(_toy_accuracy()).splitlines() == [
+        r"\begin{table}[t]", r"\centering", r"\begin{tabular}{lcc}", r"\toprule", r"Domain & stylex & wu\_et|al \\",
+        r"\midrule", r"faces & 0.96 $\pm$ 0.047 [0.93, 0.98] & 0.70 $\pm$ 0.047 [0.93, 0.98] \\",
+        r"birds\_2 & 0.80 $\pm$ 0.047 [0.93, 0.98] & -- \\", r"\bottomrule", r"\end{tabular}",
+        r"\caption{Accuracy (pooled over trials) $\pm$ s.d. over attributes (ddof=1) [Wilson 95\% CI, descriptive: "
+        r"trials cluster within participants and attributes]. Chance is 0.5.}", r"\end{table}"]
+
+
+def test_report_without_part1_writes_a_note(tmp_path):
+    result = an.analyze(_descriptions())
+    paths = an.write_report(result, tmp_path)
+    assert "plot" not in paths and not (tmp_path / "accuracy.png").exists()
+    assert (tmp_path / "table2.tex").read_text(encoding="utf-8") == "% no Part 1 data\n"
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert md.startswith("# User study analysis\n\nRows: 13. Participants kept: 4, excluded: 0 (attention share < 1.0)."
+                         "\n\n## Part 2: word agreement\n\n| method | domain | attribute | n_descriptions |")
+    assert md.endswith("Attribute pairs sharing a top word (distinctness failures): 1\n\n"
+                       "| method | domain | attr_a | attr_b | word |\n|---|---|---|---|---|\n"
+                       "| stylex | shapes | 0 | 2 | big |\n")
+
+
+def test_the_analysis_imports_no_torch():
+    code = ("import sys, studies.analysis; "
+            "print(sorted(name for name in ('torch', 'matplotlib') if name in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"
