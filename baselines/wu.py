@@ -5,8 +5,8 @@ z = (s - mu_pop) / sigma_pop; the score of a channel is |mean z| / std z over th
 (a one-class signal-to-noise, std with ddof 0), channels are ranked by it, and toRGB channels are dropped
 after ranking. Adapted to StylEx's setting: the positives of class c are the images the classifier assigns
 to c, and the edit direction is sign(mean z) (their code discards the sign). Edits are made in units of the
-population std (`s_c += alpha * sigma_pop,c`), not toward the min/max as AttFind's are; `edit_scale`
-records that for the evaluations. This is not the difference-of-means estimator, which would be a variant.
+population std (`s_c += alpha * sigma_pop,c`), not toward the min/max as AttFind's are; the attribute set's
+edit rule records that for the evaluations. This is not the difference-of-means estimator, which would be a variant.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from stylex.attfind import Attribute, AttributeSet
-from stylex.editing import Edit, edit_columns
+from stylex.attributes import Attribute, AttributeSet
+from stylex.editing import EditRule
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.methods import AttributeMethod
+from stylex.pipeline import AttFindResult, RunContext
 from stylex.runtime import code_version
-from stylex.stats import StyleStats
 
 log = logging.getLogger("baselines.wu")
 
@@ -96,21 +97,25 @@ def attribute_set(styles: Sequence[Tensor], layout: StyleLayout, predicted: Tens
             continue
         per_class[c] = select_from_layers(styles, layout, predicted == c, num_attributes, target=c)
     settings = {"num_attributes": num_attributes, "num_images": int(predicted.numel()),
-                "images_per_class": torch.bincount(predicted, minlength=len(classes)).tolist(),
-                "edit_scale": "population std", "alpha": float(alpha)}
+                "images_per_class": torch.bincount(predicted, minlength=len(classes)).tolist()}
     return AttributeSet("wu", list(classes), per_class, None, layout.summary(), settings,
-                        {"code_version": code_version(), **(provenance or {})})
+                        {"code_version": code_version(), **(provenance or {})}, population_std_rule(alpha))
 
 
-def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
-                alpha: float | Tensor) -> list[Tensor]:
-    """Wu et al.'s edit, `s_c += alpha * sigma_pop,c` toward the attribute (direction 1 adds, 0 subtracts),
-    on every row of `styles` (one [B, dim] tensor per layer); sigma_pop is the std over the statistics' images.
-    `alpha` may be a [B] tensor (one per row)."""
+def population_std_rule(alpha: float = DEFAULT_ALPHA) -> EditRule:
+    """Wu et al.'s edit, `s_c += shift * alpha * sigma_pop,c` toward the attribute."""
+    return EditRule("population std", float(alpha))
 
-    def by_population_std(column: Tensor, coordinate: int, direction: int) -> Tensor:
-        size = alpha.to(column) if isinstance(alpha, Tensor) else alpha
-        sign = 1.0 if direction else -1.0
-        return column + sign * size * stats.std[coordinate].to(column)
 
-    return edit_columns(styles, layout, edits, by_population_std)
+def select_for_run(ctx: RunContext, found: AttFindResult) -> AttributeSet:
+    """Wu et al. on the AttFind images of the w/o-CST generator: positives of class c = images whose
+    reconstruction the classifier assigns to c (the classifier scores generated images, as Wu et al.'s
+    attribute classifiers do)."""
+    return attribute_set(found.styles, ctx.model.generator.layout, found.effects.predicted, ctx.classes,
+                         ctx.config.attfind.num_attributes, ctx.config.evaluation.wu_alpha,
+                         provenance={"checkpoint_step": ctx.model.step, "stats_source": found.stats.source})
+
+
+# The paper compares selection methods on a standard StyleGAN2: Wu et al. runs on the w/o-CST generator.
+METHOD = AttributeMethod("wu", "Wu et al.", "stylex-nocst", select_for_run, order=10,
+                         description="StyleSpace selection of Wu et al. (CVPR 2021)")

@@ -28,12 +28,14 @@ from torch import nn
 
 from stylex import classifier as classifiers
 from stylex.attfind import Effects, compute_effects, reference_effects
-from stylex.checkpoint import StylexModel, build_networks, checkpoint_path, load_stylex, network_configs
+from stylex.checkpoint import build_networks, network_configs
 from stylex.classifier import Classifier, build_network
 from stylex.config import Config, load_config
 from stylex.data import ImageDataset, build_dataset
 from stylex.editing import autocast, resolve_precision
 from stylex.errors import UserError
+from stylex.model import StylexModel, load_stylex
+from stylex.run import RunDir
 from stylex.runtime import resolve_device
 from stylex.stats import StyleStats, encode_styles
 
@@ -77,7 +79,7 @@ def run_files(run: str, variant: str) -> tuple[Path, Path]:
     if not run_dir.is_dir():
         raise SystemExit(f"--run {run}: no such folder")
     classifier_file = run_dir / "classifier.pt"
-    checkpoint = checkpoint_path(run_dir, variant == "stylex")
+    checkpoint = RunDir(run_dir).checkpoint(variant)
     missing = [str(p) for p in (classifier_file, checkpoint) if not p.is_file()]
     if missing:
         raise SystemExit(f"--run {run} is not a trained StylEx run: missing {', '.join(missing)} (train the "
@@ -160,7 +162,7 @@ def timed_fast(model: StylexModel, styles: list[torch.Tensor], stats: StyleStats
     if device.type == "cuda":
         fast(model, styles, stats, shift_size, max_batch, precision)
     else:
-        with torch.no_grad(), autocast(device, resolve_precision(precision, device)):
+        with torch.no_grad(), autocast(device, resolve_precision(precision)):
             image, _ = model.generator.synthesize([s[:1].to(device).expand(8, -1) for s in styles])
             model.classifier(image)
     return timed(device, lambda: fast(model, styles, stats, shift_size, max_batch, precision))
@@ -189,7 +191,7 @@ def benchmark(args: argparse.Namespace) -> None:
     model, source = load_model(args, config, data, device)
     layout = model.generator.layout
     conv_dim, num_classes = layout.conv_dim, model.classifier.num_classes
-    precision = resolve_precision(args.precision, device)
+    precision = resolve_precision(args.precision)
 
     count = max(args.images, STATS_IMAGES)
     if len(data) < max(count, 2):
@@ -246,7 +248,7 @@ def benchmark(args: argparse.Namespace) -> None:
     if args.compare_bf16:
         results = {}
         for name in ("float32", "bfloat16"):
-            if resolve_precision(name, device) == precision:
+            if resolve_precision(name) == precision:
                 results[name] = (effects, fast_seconds)
             else:
                 results[name] = timed_fast(model, styles, stats, shift_size, args.max_batch, name, device)

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from evaluation.methods import Method
-from stylex.checkpoint import StylexModel
 from stylex.editing import render
 from stylex.explain import default_target
+from stylex.model import StylexModel
 
 
 @torch.no_grad()

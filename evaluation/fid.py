@@ -15,16 +15,15 @@ Feature extractors (`build_extractor`):
   comparable with any published FID.
 `inception_extractor(weights="random")` is a deterministic random-init Inception for tests only.
 
-Reference statistics (the real images) are computed once per extractor and data and kept in `StatsCache`.
+Reference statistics (the real images) are computed once per extractor and data and kept by `reference_statistics`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import io
 import json
 import logging
-import os
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -45,10 +44,12 @@ from pytorch_fid.inception import (
 from scipy.linalg import LinAlgWarning
 from torch import Tensor, nn
 
+from stylex.artifacts import DamagedArtifact, cached
+from stylex.artifacts import fingerprint as artifact_fingerprint
 from stylex.classifier import Classifier
 from stylex.errors import UserError
 from stylex.progress import progress_bar
-from stylex.runtime import temp_path_for
+from stylex.runtime import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +238,6 @@ class PenultimateFeatures(nn.Module):
         return captured[-1].flatten(1)
 
 
-def state_fingerprint(module: nn.Module) -> str:
-    """sha1 (first 16 hex digits) over a module's state_dict: names, dtypes, shapes and raw bytes."""
-    digest = hashlib.sha1()
-    for name, tensor in module.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def classifier_extractor(classifier: Classifier) -> FeatureExtractor:
     """Penultimate features of the suite's classifier (MobileNetV2 or ResNet-18), on the classifier's device.
 
@@ -259,7 +250,7 @@ def classifier_extractor(classifier: Classifier) -> FeatureExtractor:
     head = linears[-1]
     parameter = next(classifier.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    fingerprint = f"classifier-{state_fingerprint(classifier.net)}"
+    fingerprint = f"classifier-{artifact_fingerprint(classifier.net)}"
     return FeatureExtractor("classifier", CLASSIFIER_LABEL, fingerprint, PenultimateFeatures(classifier, head),
                             device, head.in_features)
 
@@ -364,66 +355,39 @@ def frechet_distance(a: FrechetStats, b: FrechetStats) -> float:
     return max(float(value), 0.0)
 
 
-class StatsCache:
-    """Reference statistics on disk, one `<key>.npz` per set of parts (extractor fingerprint, data, split...).
+class FrechetStore:
+    """`artifacts.Store` for Frechet statistics: one .npz holding mu, sigma, N, the low-rank factor when there is
+    one, and the fingerprint of what they were computed from."""
 
-    The key is a hash of the parts, so callers must put everything that changes the statistics into them.
-    Files are written atomically; an unreadable one is recomputed (with a warning) rather than trusted.
-    `hits` and `misses` count lookups answered from disk and by computing."""
+    def write(self, path: Path, stats: FrechetStats, key: dict, digest: str) -> None:
+        arrays = {"mu": stats.mu, "sigma": stats.sigma, "num_images": np.int64(stats.num_images),
+                  "key": np.str_(digest), "parts": np.str_(json.dumps(key, sort_keys=True, default=str))}
+        if stats.factor is not None:
+            arrays["factor"] = stats.factor
+        buffer = io.BytesIO()  # numpy writes a file object as is, without appending another ".npz"
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(**parts) -> str:
-        """sha1 of the parts as sorted JSON (first 20 hex digits); parts must be JSON values."""
-        text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(text.encode()).hexdigest()[:20]
-
-    def path(self, parts: dict) -> Path:
-        return self.folder / f"{self.key(**parts)}.npz"
-
-    def get_or_compute(self, parts: dict, compute: Callable[[], FrechetStats]) -> FrechetStats:
-        path = self.path(parts)
-        if path.is_file():
-            try:
-                stats = self._load(path)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-                log.warning("reference statistics %s are unreadable (%s: %s); computing them again", path,
-                            type(err).__name__, err)
-            else:
-                self.hits += 1
-                return stats
-        self.misses += 1
-        stats = compute()
-        self._save(path, stats, parts)
-        return stats
-
-    @staticmethod
-    def _load(path: Path) -> FrechetStats:
-        with np.load(path, allow_pickle=False) as data:
-            mu, sigma, num_images = data["mu"], data["sigma"], int(data["num_images"])
-            factor = data["factor"].astype(np.float64) if "factor" in data.files else None
+    def read(self, path: Path) -> tuple[str | None, FrechetStats]:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                mu, sigma, num_images = data["mu"], data["sigma"], int(data["num_images"])
+                factor = data["factor"].astype(np.float64) if "factor" in data.files else None
+                digest = str(data["key"]) if "key" in data.files else None
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise DamagedArtifact(path, f"{type(err).__name__}: {err}") from None
         dim = mu.shape[0] if mu.ndim == 1 else -1
         if sigma.shape != (dim, dim) or (factor is not None and factor.shape != (dim, num_images)):
-            raise ValueError(f"mu {list(mu.shape)}, sigma {list(sigma.shape)} and the factor do not fit together")
-        return FrechetStats(mu.astype(np.float64), sigma.astype(np.float64), num_images, factor)
+            raise DamagedArtifact(path, f"mu {list(mu.shape)}, sigma {list(sigma.shape)} and the factor do not fit "
+                                        "together")
+        return digest, FrechetStats(mu.astype(np.float64), sigma.astype(np.float64), num_images, factor)
 
-    def _save(self, path: Path, stats: FrechetStats, parts: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(path)
-        try:
-            arrays = {"mu": stats.mu, "sigma": stats.sigma, "num_images": np.int64(stats.num_images),
-                      "parts": np.str_(json.dumps(parts, sort_keys=True))}
-            if stats.factor is not None:
-                arrays["factor"] = stats.factor
-            with open(tmp, "wb") as handle:  # a file object, so numpy does not append another ".npz"
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+def reference_statistics(folder: Path, key: dict, compute: Callable[[], FrechetStats]) -> FrechetStats:
+    """Reference statistics cached in `folder` as `<fingerprint of key>.npz`: several references (extractors,
+    splits) live side by side; `key` must hold everything that changes them."""
+    return cached(Path(folder) / f"{artifact_fingerprint(key)}.npz", key, compute, store=FrechetStore(),
+                  what="reference statistics")
 
 
 def distance_to_reference(extractor: FeatureExtractor, reference: FrechetStats, images: Tensor,

@@ -10,7 +10,6 @@ table and the model cards, so every number about a generator comes from one plac
 from __future__ import annotations
 
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,15 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from evaluation import faithfulness, recovery
-from stylex.checkpoint import StylexModel
+from stylex.artifacts import write_json
 from stylex.classifier import Classifier
 from stylex.classifier import load as load_classifier
 from stylex.config import Config
 from stylex.data import build_dataset
 from stylex.losses import build_lpips
+from stylex.model import StylexModel
+from stylex.run import RunDir
 from stylex.runtime import atomic_write_bytes
-from stylex.train_classifier import ORACLE_FILE
 
 log = logging.getLogger("stylex.generators")
 
@@ -44,10 +44,6 @@ class Judges:
     lpips: object
 
 
-def probes_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "benchmark" / "probes.pt"
-
-
 def probe_settings(config: Config) -> recovery.ProbeSettings:
     return recovery.ProbeSettings(steps=config.evaluation.probe_steps)
 
@@ -60,14 +56,14 @@ def held_out_images(config: Config) -> Tensor:
 
 def judges_for(config: Config, run_dir: Path, device: torch.device | str = "cpu", progress: bool = False) -> Judges:
     images = held_out_images(config)
-    oracle_file = Path(run_dir) / ORACLE_FILE
+    oracle_file = RunDir(run_dir).oracle
     oracle = load_classifier(oracle_file, map_location=device) if oracle_file.is_file() else None
     if oracle is None:
         log.warning("no oracle classifier at %s: oracle agreement is not measured (train it with "
                     "`stylex train-classifier --oracle`)", oracle_file)
     probes = None
     if config.data.dataset in SHAPES_DATASETS:
-        probes = recovery.load_or_train_probes(probes_path(run_dir), build_dataset(config.data, "train"),
+        probes = recovery.load_or_train_probes(RunDir(run_dir).probes, build_dataset(config.data, "train"),
                                                probe_settings(config), device, progress)
     return Judges(images, oracle, probes, build_lpips(config.train.lpips, config.train.lpips_net).to(device))
 
@@ -102,7 +98,7 @@ def reconstruction_grid(models: dict[str, StylexModel], images: Tensor) -> Tenso
 
 
 def grid_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "faithfulness" / "reconstructions.png"
+    return RunDir(run_dir).faithfulness / "reconstructions.png"
 
 
 def write_grid(models: dict[str, StylexModel], images: Tensor, run_dir: Path) -> Path:
@@ -114,13 +110,12 @@ def write_grid(models: dict[str, StylexModel], images: Tensor, run_dir: Path) ->
 def measure_run(config: Config, run_dir: Path, models: dict[str, StylexModel], device: torch.device | str = "cpu",
                 progress: bool = False) -> dict:
     """Both generators of a run: `faithfulness/<variant>.json` and `faithfulness/reconstructions.png`."""
-    run_dir = Path(run_dir)
     judges = judges_for(config, run_dir, device, progress)
-    folder = run_dir / "faithfulness"
+    folder = RunDir(run_dir).faithfulness
     results = {}
     for variant, model in models.items():
         results[variant] = {"step": model.step, **measure_model(model, judges)}
-        atomic_write_bytes(folder / f"{variant}.json", (json.dumps(results[variant], indent=2) + "\n").encode())
+        write_json(folder / f"{variant}.json", results[variant])
     write_grid(models, judges.images, run_dir)
     return results
 

@@ -1,61 +1,79 @@
-"""The three compared methods and how each one edits styles (DESIGN section 7).
+"""The method registry (DESIGN section 7): StylEx's two AttFind methods plus every baseline module's `METHOD`.
 
-- "wu": Wu et al.'s StyleSpace selection on the generator trained *without* the classifier (the paper compares
-  selection methods on a standard StyleGAN2), edits `s_c += shift * alpha * sigma_pop,c`;
-- "stylex-nocst": AttFind on that same generator (the paper's "StylEx w/o CST");
-- "stylex": AttFind on the classifier-specifically trained generator.
-AttFind edits move a coordinate toward its minimum / maximum, `s += shift * (target - s)`.
-Every evaluation goes through `Method.edit`, so all methods are treated alike.
+A baseline is one module under `baselines/` that defines `METHOD = AttributeMethod(...)`; it is found here by
+walking the package, so adding one touches no other file. `Method` is one method's found attributes, ready
+for the evaluations: every evaluation edits through `Method.edit`, i.e. by the attribute set's own edit rule.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from baselines import wu
-from stylex.attfind import AttributeSet
-from stylex.editing import Edit, edit_styles
+import baselines
+from evaluation.registry import collect, sort_unique
+from stylex.attributes import AttributeSet
+from stylex.editing import Edit
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.methods import BUILT_IN, AttributeMethod
 from stylex.stats import StyleStats
 
-METHODS = ("wu", "stylex-nocst", "stylex")
-LABELS = {"wu": "Wu et al.", "stylex-nocst": "StylEx w/o CST", "stylex": "StylEx"}
-VARIANTS = {"wu": "stylex-nocst", "stylex-nocst": "stylex-nocst", "stylex": "stylex"}
-# Independent and Subset are StylEx's image-specific strategies, built on AttFind's effect tensor
-IMAGE_LEVEL = {"stylex-nocst", "stylex"}
+
+@functools.cache
+def registered() -> tuple[AttributeMethod, ...]:
+    """Every method, in table order."""
+    found = [*BUILT_IN, *collect(baselines, "METHOD", AttributeMethod, "key")]
+    return tuple(sort_unique(found, "key"))
+
+
+def keys() -> tuple[str, ...]:
+    return tuple(m.key for m in registered())
+
+
+def get(key: str) -> AttributeMethod:
+    for method in registered():
+        if method.key == key:
+            return method
+    raise UserError(f"unknown method {key!r}; methods: {', '.join(keys())}")
 
 
 @dataclass
 class Method:
-    key: str
-    attributes: AttributeSet
-    stats: StyleStats  # of the method's generator (VARIANTS[key])
+    """A registered method with the attributes it found and the style statistics of its generator."""
 
-    def __post_init__(self):
-        if self.key not in METHODS:
-            raise UserError(f"unknown method {self.key!r}; methods: {', '.join(METHODS)}")
+    spec: AttributeMethod
+    attributes: AttributeSet
+    stats: StyleStats  # of the method's generator
+
+    @classmethod
+    def of(cls, key: str, attributes: AttributeSet, stats: StyleStats) -> Method:
+        return cls(get(key), attributes, stats)
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
 
     @property
     def label(self) -> str:
-        return LABELS[self.key]
+        return self.spec.label
 
     @property
     def variant(self) -> str:
-        return VARIANTS[self.key]
+        return self.spec.variant
+
+    @property
+    def image_level(self) -> bool:
+        return self.spec.image_level
 
     @property
     def edit_rule(self) -> str:
-        if self.attributes.settings.get("edit_scale") == "population std":
-            return f"s += shift * {self.attributes.settings['alpha']:g} * sigma_pop (Wu et al.)"
-        return "s += shift * (min|max - s) (AttFind)"
+        return self.attributes.edit_rule.describe()
 
     def edit(self, styles: Sequence[Tensor], layout: StyleLayout, edits: Sequence[Edit],
              shift_size: float | Tensor = 1.0) -> list[Tensor]:
         """`styles` with `edits` applied to every row, by this method's rule, scaled by `shift_size`."""
-        if self.attributes.settings.get("edit_scale") == "population std":
-            return wu.edit_styles(styles, layout, self.stats, edits, shift_size * self.attributes.settings["alpha"])
-        return edit_styles(styles, layout, self.stats, edits, shift_size)
+        return self.attributes.edit_rule.apply(styles, layout, self.stats, edits, shift_size)

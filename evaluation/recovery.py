@@ -36,7 +36,6 @@ image's worth of weight remains, i.e. when the edit leaves almost no polygon in 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -48,15 +47,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evaluation.methods import Method
-from stylex.attfind import Attribute
-from stylex.checkpoint import StylexModel
+from stylex.artifacts import DamagedArtifact, cached, fingerprint, load_tagged, save_tagged
+from stylex.attributes import Attribute
 from stylex.data.base import ImageDataset, to_float
 from stylex.data.shapes import CAUSAL_FACTORS, FACTOR_NAMES, SHAPE_NAMES
 from stylex.editing import render
 from stylex.errors import UserError
-from stylex.pipeline import ranked_for_display
+from stylex.model import StylexModel
 from stylex.progress import progress_bar
-from stylex.runtime import atomic_torch_save, code_version
 
 log = logging.getLogger("stylex.recovery")
 
@@ -209,13 +207,11 @@ class FactorProbes(nn.Module):
 
     def save(self, path: Path) -> Path:
         """A dict of tensors and plain values (loadable with weights_only=True), written atomically."""
-        path = Path(path)
-        atomic_torch_save({"format": PROBES_FORMAT, "code_version": code_version(), "state": self.state_dict(),
-                           "settings": asdict(self.settings), "factor_names": list(self.factor_names),
-                           "resolution": self.resolution, "channels": self.channels,
-                           "normalization": {k: list(v) for k, v in self.normalization.items()},
-                           "reference": self.reference, "data": self.data}, path)
-        return path
+        return save_tagged({"state": self.state_dict(), "settings": asdict(self.settings),
+                            "factor_names": list(self.factor_names), "resolution": self.resolution,
+                            "channels": self.channels,
+                            "normalization": {k: list(v) for k, v in self.normalization.items()},
+                            "reference": self.reference, "data": self.data}, path, PROBES_FORMAT)
 
     @classmethod
     def load(cls, path: Path, device: str | torch.device = "cpu") -> FactorProbes:
@@ -223,15 +219,18 @@ class FactorProbes(nn.Module):
         if not path.is_file():
             raise UserError(f"no factor probes at {path}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file raises one of several torch/pickle errors
-            raise UserError(f"{path} is not a readable factor-probe file ({type(err).__name__}); delete it to "
-                            "retrain the probes") from None
-        if not isinstance(payload, dict) or payload.get("format") != PROBES_FORMAT:
-            raise UserError(f"{path} is not a factor-probe file (no '{PROBES_FORMAT}' format tag)")
+            return cls.read(path, device)
+        except DamagedArtifact as err:
+            raise UserError(f"{path} is not a readable factor-probe file ({err.reason}); delete it to retrain the "
+                            "probes") from None
+
+    @classmethod
+    def read(cls, path: Path, device: str | torch.device = "cpu") -> FactorProbes:
+        """The probes in a probe file; DamagedArtifact when it is unreadable or holds other factors."""
+        payload = load_tagged(path, PROBES_FORMAT)
         if tuple(payload["factor_names"]) != FACTOR_NAMES:
-            raise UserError(f"{path} holds probes for factors {payload['factor_names']}, this code reads "
-                            f"{list(FACTOR_NAMES)}; delete it to retrain the probes")
+            raise DamagedArtifact(path, f"it holds probes for factors {payload['factor_names']}, this code reads "
+                                        f"{list(FACTOR_NAMES)}")
         probes = cls(payload["resolution"], payload["channels"], ProbeSettings(**payload["settings"]),
                      {k: tuple(v) for k, v in payload["normalization"].items()}, payload["reference"],
                      payload["data"])
@@ -270,10 +269,9 @@ def _all_images(dataset: ImageDataset) -> Tensor:
     return to_float(dataset.images_u8(torch.arange(len(dataset))))
 
 
-def _data_fingerprint(dataset: ImageDataset, factors: Tensor) -> dict:
-    digest = hashlib.sha1(factors.contiguous().numpy().tobytes()).hexdigest()[:16]
+def _data_description(dataset: ImageDataset, factors: Tensor) -> dict:
     return {"resolution": dataset.resolution, "channels": dataset.channels, "num_images": len(dataset),
-            "factors": digest}
+            "factors": fingerprint(factors)}
 
 
 def _probe_loss(raw: dict[str, Tensor], factors: Tensor, normalization: dict[str, tuple[float, float]]) -> Tensor:
@@ -310,7 +308,7 @@ def train_probes(dataset: ImageDataset, settings: ProbeSettings | None = None, d
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG stream
         torch.manual_seed(settings.seed)
         probes = FactorProbes(dataset.resolution, dataset.channels, settings, normalization,
-                              data=_data_fingerprint(dataset, factors)).to(device)
+                              data=_data_description(dataset, factors)).to(device)
     images_u8 = dataset.images_u8(torch.arange(len(dataset)))
     optimizer = torch.optim.Adam(probes.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
@@ -336,21 +334,28 @@ def train_probes(dataset: ImageDataset, settings: ProbeSettings | None = None, d
     return probes
 
 
+class _ProbeStore:
+    """`artifacts.Store` for factor probes: the probe file itself records its settings and training images."""
+
+    def __init__(self, device: str | torch.device):
+        self.device = device
+
+    def write(self, path: Path, probes: FactorProbes, key: dict, digest: str) -> None:
+        probes.save(path)
+
+    def read(self, path: Path) -> tuple[str, FactorProbes]:
+        probes = FactorProbes.read(path, self.device)
+        return fingerprint({"settings": asdict(probes.settings), "data": probes.data}), probes
+
+
 def load_or_train_probes(path: Path, dataset: ImageDataset, settings: ProbeSettings | None = None,
                          device: str | torch.device = "cpu", progress: bool = True) -> FactorProbes:
     """The probes cached at `path` when they were trained with these settings on these images, else freshly
-    trained ones (saved to `path`). An unreadable or foreign file there is an error, not silently replaced."""
+    trained ones (saved to `path`)."""
     settings = settings or ProbeSettings()
-    path = Path(path)
-    if path.is_file():
-        cached = FactorProbes.load(path, device)
-        if asdict(cached.settings) == asdict(settings) and cached.data == _data_fingerprint(dataset,
-                                                                                           _factors_of(dataset)):
-            return cached
-        log.info("factor probes at %s were trained with other settings or images; retraining", path)
-    probes = train_probes(dataset, settings, device, progress)
-    probes.save(path)
-    return probes
+    key = {"settings": asdict(settings), "data": _data_description(dataset, _factors_of(dataset))}
+    return cached(path, key, lambda: train_probes(dataset, settings, device, progress), store=_ProbeStore(device),
+                  what="factor probes")
 
 
 # ---- change measures --------------------------------------------------------------------------------------------
@@ -475,7 +480,7 @@ def recovery_summary(rows: Sequence[dict], causal: Sequence[str] = CAUSAL_FACTOR
 def recover(model: StylexModel, styles: Sequence[Tensor], method: Method, probes: FactorProbes, k: int = 10,
             shift_size: float = 1.0, min_change: float = DEFAULT_MIN_CHANGE) -> dict:
     """Ground-truth recovery of a method's top-k attributes, ranked as the report displays them."""
-    ranked = ranked_for_display(method.attributes)[:k]
+    ranked = method.attributes.ranked()[:k]
     rows = attribute_factor_changes(model, styles, method, ranked, probes, shift_size, min_change=min_change)
     return {"method": method.key, "shift_size": shift_size, "min_change": min_change, "attributes": rows,
             **recovery_summary(rows, k=k)}

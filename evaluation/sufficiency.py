@@ -20,9 +20,9 @@ from torch import Tensor
 from evaluation import counterfactuals
 from evaluation.intervals import wilson_interval
 from evaluation.methods import Method
-from stylex.checkpoint import StylexModel
 from stylex.errors import UserError
 from stylex.explain import independent, subset
+from stylex.model import StylexModel
 from stylex.progress import progress_bar
 from stylex.stats import StyleStats
 

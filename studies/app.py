@@ -283,8 +283,6 @@ def main() -> None:
         _consent_page(config.db_url, study_id, pid, part)
         return
     part = participant["part"]  # a returning id keeps the part it consented to
-    if participant["status"] == "screened_out":
-        _fail("Thank you for your interest. Unfortunately you cannot continue this study.")
     if participant["status"] == "completed":
         _debrief_page(participant["completion_code"])
         return

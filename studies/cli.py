@@ -4,6 +4,9 @@ Export and backup run on the server, from the command line, never through the pa
 commands (export, backup, analyze) open the database read-only and never create one: a mistyped --db path, a file
 that is not a study database or a missing study is one `error: ...` line and exit status 2, with nothing written;
 `serve` checks its materials, database and study the same way before streamlit starts.
+
+The commands plug into `stylex` through the `stylex.commands` entry-point group (pyproject.toml names
+:func:`add_study_commands`), since stylex imports nothing of studies.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def add_study_commands(commands) -> None:
+    """Add `study` and its subcommands to the `stylex` subcommands (`commands`: argparse's subparsers action)."""
     study = commands.add_parser("study", help="the user study: build, serve, export, back up, analyse",
                                 description="Two-part user study (DESIGN section 8) on SQLite.")
     sub = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND", required=True)

@@ -1,29 +1,21 @@
-"""Storage layer of the user study: one SQLite file, shared by the Streamlit app, the materials builder, the
-simulated participants and the analysis.
+"""The study's operations on its database: register a study and its items, make a participant and their trial
+plan, serve the next trial, record answers once, issue the completion code, log events.
+
+Every other module and the tests reach the database through this one name: it also exports the tables
+(:mod:`studies.tables`), opening the file (:mod:`studies.engines`) and getting data out (:mod:`studies.export`).
 
 Why it looks the way it does:
 
-* Streamlit serves every browser session from its own thread, and all of them share one Engine. SQLite allows one
-  writer at a time, so every transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken up front and
-  waited for under ``busy_timeout``. A deferred ``BEGIN`` that later tries to upgrade its read snapshot to a write
-  lock fails with "database is locked" no matter how long the timeout (measured: about half the writes lost at 16
-  threads), which is exactly the failure a double-clicked submit button must not cause.
 * Double submissions are absorbed by the schema, not by the caller: ``response.trial_id`` is UNIQUE and answers go
   in with ``INSERT ... ON CONFLICT(trial_id) DO NOTHING``, so the first answer wins and the return value says
   whether this call stored it. A reload resumes because progress is "the lowest trial without a response".
-* The Part 1 answer key (``trial.correct_option``) lives only in this database; ``next_trial`` never returns it,
+* The Part 1 answer key (``trial.correct_option``) lives only in the database; ``next_trial`` never returns it,
   so the participant app cannot leak it into a page.
-* Timestamps are UTC ISO-8601 text (fixed width, so they sort as text) and response times are measured on the
-  server, ``submitted_at - shown_at``: it includes network and GIF download time, good enough for exclusions.
-* Exports and backups go through the SQLite backup API and a single read transaction, never a file copy of a live
-  WAL database (a copy taken while commits sit in ``-wal`` can miss whole tables).
-* Reading commands (export, backup, analyze) use :func:`open_readonly`: the file must exist and hold the study
-  schema, it is opened with ``mode=ro`` and read in a deferred transaction, so a mistyped path creates nothing and a
-  writer holding the lock (the app mid-commit) does not make a reader wait. Only writers create the schema.
+* Response times are measured on the server, ``submitted_at - shown_at``: they include network and GIF download
+  time, good enough for exclusions.
 * Free-text answers are stored twice: ``text_raw`` exactly as typed, ``text_norm`` as normalised by
   :mod:`studies.text` (NFKC, invisible and control characters removed or made word breaks); the analysis reads
-  ``text_norm``. CSV exports neutralise cells a spreadsheet would run as formulas (:func:`csv_safe`); the database
-  keeps the raw text.
+  ``text_norm``.
 
 The module imports no torch: the participant app must start fast and serve prebuilt files only.
 """
@@ -31,404 +23,58 @@ The module imports no torch: the participant app must start fast and serve prebu
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from collections.abc import Callable
 
-import pandas as pd
-from sqlalchemy import (
-    CheckConstraint,
-    Engine,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from studies.engines import (
+    BUSY_TIMEOUT_MS,
+    check_database_file,
+    check_schema,
+    create_schema,
+    database_path,
+    dispose_engines,
+    get_engine,
+    make_engine,
+    open_readonly,
+    session_scope,
+)
+from studies.export import FORMULA_PREFIXES, RESPONSE_COLUMNS, backup, csv_safe, export_frames
+from studies.tables import (
+    MAX_PID_CHARS,
+    OPTIONS,
+    PARTS,
+    SCHEMA_VERSION,
+    STATUSES,
+    TRIAL_KINDS,
+    Asset,
+    Base,
+    Event,
+    Participant,
+    Response,
+    SchemaVersion,
+    Study,
+    StudyItem,
+    Trial,
+    utcnow,
+)
 from studies.text import normalize_text
 from stylex.errors import UserError
 
-SCHEMA_VERSION = 1
-"""Bump when a table changes; ``create_schema`` refuses to open a file written with another version."""
+__all__ = [
+    "ASSETS_PER_TRIAL", "BUSY_TIMEOUT_MS", "FORMULA_PREFIXES", "ITEM_KINDS", "MAX_PID_CHARS", "MAX_TEXT_CHARS",
+    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "STATUSES", "TRIAL_KINDS",
+    "Asset", "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial",
+    "add_items", "add_study", "add_trials", "backup", "check_database_file", "check_schema", "count_trials",
+    "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames", "find_participant", "finish",
+    "get_engine", "get_or_create_participant", "get_participant", "is_answered", "log_event", "make_engine",
+    "mark_shown", "next_trial", "open_readonly", "record_choice", "record_description", "response_correct",
+    "session_scope", "study_exists", "study_items", "utcnow",
+]
 
-BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for the lock. Study load is a few writes per second; 30 s only matters under abuse."""
-
-PARTS = ("coherence", "description")
-STATUSES = ("consented", "in_progress", "completed", "screened_out")
-TRIAL_KINDS = ("practice", "main", "attention")
-OPTIONS = ("A", "B")
 ASSETS_PER_TRIAL = 4
-MAX_PID_CHARS = 128
 MAX_TEXT_CHARS = 200
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _sql_in(column: str, values: Sequence[str]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-class UTCDateTime(TypeDecorator):
-    """A timezone-aware UTC datetime stored as fixed-width ISO-8601 text.
-
-    SQLAlchemy's SQLite DateTime drops the timezone; storing text with an explicit +00:00 keeps rows unambiguous
-    when the file is read by other tools, and the fixed width keeps text order equal to time order."""
-
-    impl = String(32)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column; use datetime.now(timezone.utc)")
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Study(Base):
-    """One deployment of the study; ``manifest_sha256`` pins the materials folder it serves."""
-
-    __tablename__ = "study"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    manifest_sha256: Mapped[str] = mapped_column(String(64))
-
-
-class Asset(Base):
-    """A GIF in the materials folder. ``asset_id`` is opaque (content-hash based) so a URL reveals nothing; the
-    method/domain/attribute columns are for the analysis side only."""
-
-    __tablename__ = "asset"
-
-    asset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    relpath: Mapped[str] = mapped_column(Text)
-    method: Mapped[str | None] = mapped_column(Text)
-    domain: Mapped[str | None] = mapped_column(Text)
-    attr_rank: Mapped[int | None] = mapped_column(Integer)
-    role: Mapped[str | None] = mapped_column(Text)
-
-
-class Participant(Base):
-    """A person in one part of one study. UNIQUE(study_id, external_pid): a returning Prolific id resumes."""
-
-    __tablename__ = "participant"
-    __table_args__ = (
-        UniqueConstraint("study_id", "external_pid", name="uq_participant_study_pid"),
-        CheckConstraint(_sql_in("part", PARTS), name="ck_participant_part"),
-        CheckConstraint(_sql_in("status", STATUSES), name="ck_participant_status"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))
-    external_pid: Mapped[str] = mapped_column(String(MAX_PID_CHARS))
-    part: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="consented")
-    seed: Mapped[int] = mapped_column(Integer)
-    consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completion_code: Mapped[str | None] = mapped_column(String(64))
-
-
-class ItemColumns:
-    """What a study item and a planned trial both carry: the condition (for analysis), the four asset ids in
-    display order (JSON list) and the Part 1 answer key (``correct_option``, never sent to the browser)."""
-
-    method: Mapped[str | None] = mapped_column(Text)
-    domain: Mapped[str | None] = mapped_column(Text)
-    attr_i: Mapped[int | None] = mapped_column(Integer)
-    attr_j: Mapped[int | None] = mapped_column(Integer)
-    assets: Mapped[str] = mapped_column(Text)
-    correct_option: Mapped[str | None] = mapped_column(String(1))
-
-
-class Trial(ItemColumns, Base):
-    """One screen of a participant's plan. ``assets`` is a JSON list of 4 asset ids in display order (Part 1: the
-    two reference GIFs, then options A and B). ``correct_option`` is the Part 1 answer key, copied from
-    ``study_item`` when the plan is made."""
-
-    __tablename__ = "trial"
-    __table_args__ = (
-        UniqueConstraint("participant_id", "seq", name="uq_trial_participant_seq"),
-        CheckConstraint(_sql_in("kind", TRIAL_KINDS), name="ck_trial_kind"),
-        CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_trial_correct"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
-    seq: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))
-    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class Response(Base):
-    """The answer to a trial; UNIQUE(trial_id) is what makes a double submit record once."""
-
-    __tablename__ = "response"
-    __table_args__ = (CheckConstraint(f"choice IS NULL OR {_sql_in('choice', OPTIONS)}", name="ck_response_choice"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id"), unique=True)
-    choice: Mapped[str | None] = mapped_column(String(1))
-    text_raw: Mapped[str | None] = mapped_column(Text)
-    text_norm: Mapped[str | None] = mapped_column(Text)
-    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    rt_ms: Mapped[int | None] = mapped_column(Integer)
-
-
-class Event(Base):
-    """Audit log (resume, stale or duplicate submit, validation error, ...); ``detail`` is JSON text."""
-
-    __tablename__ = "event"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
-    ts: Mapped[datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(64))
-    detail: Mapped[str | None] = mapped_column(Text)
-
-
-class StudyItem(ItemColumns, Base):
-    """An item of the study's materials (one manifest item). ``correct_option`` is the Part 1 answer key: it lives
-    here and in ``trial`` only, and ``study_items`` returns it separately from the items."""
-
-    __tablename__ = "study_item"
-    __table_args__ = (
-        CheckConstraint("part IN (1, 2)", name="ck_item_part"),
-        CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_item_correct"),
-    )
-
-    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
-    part: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))
-
-
-class SchemaVersion(Base):
-    __tablename__ = "schema_version"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-
-
-# --------------------------------------------------------------------------------------------------------- engines
-
-
-def _sqlite_url(url: str | URL) -> URL:
-    """Parse and check ``url``: SQLite on a file, because WAL, the backup API and sharing one database between
-    threads and processes all need a real file (``:memory:`` would give each pooled connection its own DB)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise UserError(f"not a database URL: {url!r} (use sqlite:///path/to/study.sqlite)") from exc
-    if parsed.get_backend_name() != "sqlite":
-        raise UserError(f"the study database must be SQLite, got {parsed.get_backend_name()!r} in {url!r} "
-                        "(use sqlite:///path/to/study.sqlite)")
-    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file::memory:"):
-        raise UserError(f"the study database must be a file, not in-memory: {url!r}")
-    return parsed
-
-
-def make_engine(url: str | URL) -> Engine:
-    """A new Engine for a SQLite file, set up for many concurrent writer threads (see the module docstring).
-
-    The parent directory is created so a fresh deployment needs no manual step; the directory must be local and
-    writable, since WAL keeps ``-wal``/``-shm`` files next to the database."""
-    parsed = _sqlite_url(url)
-    if not parsed.query.get("uri"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Any) -> None:
-        # Stop pysqlite from opening (deferred) transactions by itself; the "begin" hook below opens them.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            # busy_timeout first, so that switching to WAL waits for a concurrent connection instead of failing.
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-_ENGINES: dict[str, Engine] = {}
-_ENGINES_LOCK = threading.Lock()
-
-
-def get_engine(url: str | URL) -> Engine:
-    """The process-wide Engine for ``url``: one pool per database, whichever thread asks first creates it."""
-    key = _sqlite_url(url).render_as_string(hide_password=False)
-    with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            engine = _ENGINES[key] = make_engine(key)
-        return engine
-
-
-def dispose_engines() -> None:
-    """Close every cached Engine's connections and forget them (tests, and before deleting a database file)."""
-    with _ENGINES_LOCK:
-        engines = list(_ENGINES.values())
-        _ENGINES.clear()
-    for engine in engines:
-        engine.dispose()
-
-
-def create_schema(engine: Engine) -> None:
-    """Create missing tables and record the schema version, or refuse a file written by another version.
-
-    Runs in one IMMEDIATE transaction (SQLite DDL is transactional), so concurrent callers serialise and a version
-    mismatch leaves the file untouched."""
-    with engine.begin() as conn:
-        Base.metadata.create_all(conn)
-        versions = conn.execute(select(SchemaVersion.version)).scalars().all()
-        if not versions:
-            conn.execute(sqlite_insert(SchemaVersion).values(version=SCHEMA_VERSION))
-        elif versions != [SCHEMA_VERSION]:
-            raise UserError(f"{engine.url.database} has schema version {versions}, this code expects "
-                            f"{SCHEMA_VERSION}; export it and start a new database, or use the matching code")
-
-
-def database_path(url: str | URL) -> Path:
-    """The file a SQLite URL names (``sqlite:///path`` or ``sqlite:///file:path?...&uri=true``)."""
-    parsed = _sqlite_url(url)
-    database = parsed.database
-    if parsed.query.get("uri") and database.startswith("file:"):
-        database = unquote(urlsplit(database).path)
-    return Path(database).expanduser()
-
-
-def check_database_file(url: str | URL) -> Path:
-    """The database file of ``url`` after checking that it exists and starts like an SQLite file; never creates
-    anything. Errors name the path and say what was found."""
-    path = database_path(url)
-    if not path.exists():
-        raise UserError(f"no study database at {path}; check --db (build one with `stylex study build`; "
-                        "reading commands never create a database)")
-    if not path.is_file():
-        raise UserError(f"{path} is not a study database (not a regular file)")
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as err:
-        raise UserError(f"cannot read the study database {path}: {err.strerror or err}") from None
-    if header != SQLITE_HEADER:
-        raise UserError(f"{path} is not a study database ({'an empty file' if not header else 'not an SQLite file'})")
-    return path
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-STUDY_TABLES = frozenset(table.name for table in Base.metadata.sorted_tables)
-
-
-def check_schema(engine: Engine, path: str | os.PathLike | None = None) -> None:
-    """Refuse a database without the study tables or with another schema version, only reading (no transaction
-    that writes, no table created)."""
-    path = path or engine.url.database
-    try:
-        with engine.connect() as conn:
-            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
-            missing = sorted(STUDY_TABLES - names)
-            if missing:
-                what = "no study tables" if len(missing) == len(STUDY_TABLES) else f"missing tables {missing}"
-                raise UserError(f"{path} is not a study database ({what})")
-            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
-    except DBAPIError as err:
-        raise UserError(f"{path} is not a study database ({err.orig})") from None
-    if versions != [SCHEMA_VERSION]:
-        raise UserError(f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; "
-                        "use the matching code to read it")
-
-
-def open_readonly(url: str | URL) -> Engine:
-    """A new read-only Engine on an existing study database, for export, backup and analysis.
-
-    Nothing is created or written: the file must exist (:func:`check_database_file`), SQLite opens it with
-    ``mode=ro``, transactions are plain deferred ``BEGIN`` (readers never take the write lock, so in WAL mode they
-    neither wait for nor block the app's writers; a read transaction still sees one consistent snapshot), and the
-    schema is checked, not created (:func:`check_schema`). Dispose of the Engine when done."""
-    path = check_database_file(url)
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-
-    engine = create_engine(URL.create("sqlite", database=str(path)), creator=connect)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
-
-    side_files = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
-    existed = [side.exists() for side in side_files]
-    try:
-        check_schema(engine, path)
-    except BaseException:
-        engine.dispose()
-        # A damaged file with a WAL header makes SQLite create -wal/-shm before it finds the damage: remove what
-        # this call created (an empty log of a file that is no study database, so no app is using it).
-        wal = side_files[0]
-        if not existed[0] and wal.is_file() and wal.stat().st_size == 0:
-            for side, was_there in zip(side_files, existed, strict=True):
-                if not was_there:
-                    side.unlink(missing_ok=True)
-        raise
-    return engine
-
-
-@contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One ORM Session in one (IMMEDIATE) transaction: commit on success, rollback on any exception."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        yield session
-
-
-# -------------------------------------------------------------------------------------------------------- services
 
 
 def add_study(engine: Engine, study_id: str, name: str, manifest_sha256: str, assets: list[dict]) -> bool:
@@ -444,7 +90,7 @@ def add_study(engine: Engine, study_id: str, name: str, manifest_sha256: str, as
                 raise UserError(f"study {study_id!r} already exists with manifest {existing.manifest_sha256}, "
                                 f"not {manifest_sha256}; use a new study id for new materials")
             return False
-        session.add(Study(id=study_id, name=name, created_at=_utcnow(), manifest_sha256=manifest_sha256))
+        session.add(Study(id=study_id, name=name, created_at=utcnow(), manifest_sha256=manifest_sha256))
         session.flush()
         if rows:
             session.execute(sqlite_insert(Asset).values(rows).on_conflict_do_nothing(index_elements=["asset_id"]))
@@ -467,7 +113,7 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
     """The participant id for ``external_pid`` in this study, created (status 'consented') on first call.
 
     Called when consent is given; a returning id gets its existing row back unchanged (its part and seed are kept,
-    so the plan is stable). Callers compare the returned participant's part to decide on screening out."""
+    so the plan is stable, even when the link of a later visit names the other part)."""
     if part not in PARTS:
         raise UserError(f"part must be one of {PARTS}, got {part!r}")
     if not isinstance(external_pid, str) or not external_pid.strip() or len(external_pid) > MAX_PID_CHARS \
@@ -479,7 +125,7 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
         session.execute(
             sqlite_insert(Participant)
             .values(study_id=study_id, external_pid=external_pid, part=part, status="consented", seed=int(seed),
-                    consent_at=_utcnow())
+                    consent_at=utcnow())
             .on_conflict_do_nothing(index_elements=["study_id", "external_pid"])
         )
         return session.execute(
@@ -571,7 +217,7 @@ def next_trial(engine: Engine, participant_id: int) -> dict | None:
 def mark_shown(engine: Engine, trial_id: int) -> bool:
     """Record the first time a trial was rendered (later renders keep it, so rt_ms spans the whole first view);
     True if this call set it. The first shown trial also moves a 'consented' participant to 'in_progress'."""
-    now = _utcnow()
+    now = utcnow()
     with session_scope(engine) as session:
         result = session.execute(
             update(Trial).where(Trial.id == trial_id, Trial.shown_at.is_(None)).values(shown_at=now)
@@ -626,7 +272,7 @@ def _record(engine: Engine, trial_id: int, part: str, values: dict) -> bool:
             raise UserError(f"unknown trial {trial_id}")
         if row.part != part:
             raise UserError(f"trial {trial_id} belongs to the {row.part!r} part, not {part!r}")
-        now = _utcnow()
+        now = utcnow()
         rt_ms = None if row.shown_at is None else max(0, round((now - row.shown_at).total_seconds() * 1000))
         result = session.execute(
             sqlite_insert(Response).values(trial_id=trial_id, submitted_at=now, rt_ms=rt_ms, **values)
@@ -638,15 +284,13 @@ def _record(engine: Engine, trial_id: int, part: str, values: dict) -> bool:
 def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str]) -> str:
     """Issue the completion code exactly once and return it; later calls return the stored code.
 
-    Refused while trials are unanswered or for a screened-out participant, so a code always means a full run."""
+    Refused while trials are unanswered, so a code always means a full run."""
     with session_scope(engine) as session:
         participant = session.get(Participant, participant_id)
         if participant is None:
             raise UserError(f"unknown participant {participant_id}")
         if participant.completion_code is not None:
             return participant.completion_code
-        if participant.status == "screened_out":
-            raise UserError(f"participant {participant_id} was screened out and gets no completion code")
         open_trials = session.execute(
             select(func.count(Trial.id)).where(Trial.participant_id == participant_id,
                                                Trial.id.not_in(select(Response.trial_id)))
@@ -658,30 +302,14 @@ def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str])
             raise UserError(f"completion code factory returned {code!r}")
         participant.completion_code = code
         participant.status = "completed"
-        participant.completed_at = _utcnow()
+        participant.completed_at = utcnow()
         return code
-
-
-def screen_out(engine: Engine, participant_id: int, reason: str) -> bool:
-    """Mark a participant screened out (failed attention check, PID seen in the other part); True if this call did.
-    A completed participant stays completed: the code was already paid for."""
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(Participant).where(Participant.id == participant_id,
-                                      Participant.status.in_(("consented", "in_progress")))
-            .values(status="screened_out").execution_options(synchronize_session=False)
-        )
-        changed = result.rowcount == 1
-        if changed:
-            session.add(Event(participant_id=participant_id, ts=_utcnow(), kind="screened_out",
-                              detail=json.dumps({"reason": reason})))
-        return changed
 
 
 def log_event(engine: Engine, kind: str, participant_id: int | None = None, detail: dict | None = None) -> None:
     """Append to the audit log; ``detail`` is stored as JSON (non-JSON values via str)."""
     with session_scope(engine) as session:
-        session.add(Event(participant_id=participant_id, ts=_utcnow(), kind=kind,
+        session.add(Event(participant_id=participant_id, ts=utcnow(), kind=kind,
                           detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
 
 
@@ -768,120 +396,3 @@ def response_correct(engine: Engine, trial_id: int) -> bool | None:
             return None
         return row.choice == row.correct_option
 
-
-# ----------------------------------------------------------------------------------------------- backup and export
-
-
-def backup(engine_or_url: Engine | str, target_path: str | os.PathLike) -> Path:
-    """Write a consistent snapshot of the live database to ``target_path`` and return it; a URL is opened read-only
-    (:func:`open_readonly`), so a mistyped one is refused without creating anything.
-
-    Uses SQLite's online backup API (safe while writers are active, unlike copying the file in WAL mode), writes a
-    temporary file in the target directory, switches it to a self-contained rollback journal, checks it, then
-    renames it into place so readers never see a half-written snapshot."""
-    if not isinstance(engine_or_url, Engine):
-        engine = open_readonly(engine_or_url)
-        try:
-            return backup(engine, target_path)
-        finally:
-            engine.dispose()
-    engine = engine_or_url
-    source_path = Path(_sqlite_url(engine.url).database).resolve()
-    target = Path(target_path).expanduser().resolve()
-    if target == source_path:
-        raise UserError(f"backup target {target} is the live database")
-    if target.is_dir():
-        raise UserError(f"backup target {target} is a folder; name the file to write")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        raw = engine.raw_connection()
-        try:
-            destination = sqlite3.connect(tmp_name)
-            try:
-                raw.driver_connection.backup(destination)
-                destination.execute("PRAGMA journal_mode=DELETE")
-                check = destination.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise UserError(f"backup of {source_path} failed its integrity check: {check}")
-            finally:
-                destination.close()
-        finally:
-            raw.close()
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
-
-
-RESPONSE_COLUMNS = ["participant", "participant_id", "study_id", "part", "kind", "method", "domain", "attr_i", "attr_j",
-                    "choice", "correct", "text_raw", "text_norm", "rt_ms", "submitted_at", "trial_id", "seq"]
-
-
-def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
-    """The analysis input: 'responses' (one row per answered trial), 'participants', 'trials' and 'assets'.
-
-    All four are read in one transaction, so they agree with each other. Dtypes: ``correct`` is pandas' nullable
-    "boolean" (True/False for Part 1, <NA> for Part 2); attr_i/attr_j/rt_ms are nullable "Int64"; timestamps are
-    UTC datetimes; trial ``assets`` are Python lists."""
-    with engine.begin() as conn:
-        participants = [dict(r) for r in conn.execute(select(Participant.__table__)).mappings()]
-        trials = [dict(r) for r in conn.execute(select(Trial.__table__).order_by(Trial.participant_id, Trial.seq))
-                  .mappings()]
-        assets = [dict(r) for r in conn.execute(select(Asset.__table__).order_by(Asset.asset_id)).mappings()]
-        answered = conn.execute(
-            select(Participant.external_pid.label("participant"), Participant.id.label("participant_id"),
-                   Participant.study_id, Participant.part, Trial.kind, Trial.method, Trial.domain, Trial.attr_i,
-                   Trial.attr_j, Response.choice, Trial.correct_option, Response.text_raw, Response.text_norm,
-                   Response.rt_ms, Response.submitted_at, Trial.id.label("trial_id"), Trial.seq)
-            .join(Trial, Trial.id == Response.trial_id).join(Participant, Participant.id == Trial.participant_id)
-            .order_by(Participant.id, Trial.seq)
-        ).mappings().all()
-
-    rows = []
-    for r in answered:
-        row = {key: r[key] for key in RESPONSE_COLUMNS if key != "correct"}
-        row["correct"] = None if r["correct_option"] is None else r["choice"] == r["correct_option"]
-        rows.append(row)
-    responses = pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
-    responses["correct"] = responses["correct"].astype("boolean")
-    for column in ("attr_i", "attr_j", "rt_ms", "participant_id", "trial_id", "seq"):
-        responses[column] = responses[column].astype("Int64")
-    responses["submitted_at"] = pd.to_datetime(responses["submitted_at"], utc=True)
-
-    participants_frame = pd.DataFrame(participants, columns=[c.key for c in Participant.__table__.columns])
-    for column in ("consent_at", "started_at", "completed_at"):
-        participants_frame[column] = pd.to_datetime(participants_frame[column], utc=True)
-
-    trial_columns = [c.key for c in Trial.__table__.columns]
-    trials_frame = pd.DataFrame(trials, columns=trial_columns)
-    trials_frame["assets"] = [json.loads(a) for a in trials_frame["assets"]]
-    for column in ("attr_i", "attr_j"):
-        trials_frame[column] = trials_frame[column].astype("Int64")
-    trials_frame["shown_at"] = pd.to_datetime(trials_frame["shown_at"], utc=True)
-    answered_ids = {r["trial_id"] for r in answered}
-    trials_frame["answered"] = trials_frame["id"].isin(answered_ids).astype(bool)
-
-    assets_frame = pd.DataFrame(assets, columns=[c.key for c in Asset.__table__.columns])
-    return {"responses": responses, "participants": participants_frame, "trials": trials_frame,
-            "assets": assets_frame}
-
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-"""What a spreadsheet may run as a formula when a CSV cell starts with it (OWASP, "CSV injection")."""
-
-
-def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` for writing to CSV, with every *string* cell that starts with one of
-    ``FORMULA_PREFIXES`` prefixed with a single quote (``=1+1`` -> ``'=1+1``), so Excel or LibreOffice show it as
-    text instead of running it. Numbers, booleans, dates, lists and missing values are left alone (a negative
-    number stays a number); the database keeps the raw text."""
-    out = frame.copy()
-    for column in out.columns:
-        series = out[column]
-        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-            out[column] = series.map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES)
-                                     else v)
-    return out

@@ -1,9 +1,9 @@
 """User-study materials (DESIGN section 8): sweep GIFs with opaque names, a manifest, and the answer key.
 
 `build_materials(run_dir, out_dir, ...)` renders, for every method (default StylEx and Wu et al.), its top
-`num_attributes` attributes (`ranked_for_display` order), each as a sweep GIF on `images_per_attribute` images of
+`num_attributes` attributes (`AttributeSet.ranked` order), each as a sweep GIF on `images_per_attribute` images of
 the AttFind image set (seeded draw, images not already of the attribute's target class first). Every method is
-rendered on its own generator (`evaluation.methods.VARIANTS`: Wu et al. on 'stylex-nocst') with its own edit rule
+rendered on its own generator (its registered variant: Wu et al. on 'stylex-nocst') with its own edit rule
 (`Method.edit`), and with the same protocol: ping-pong sweep of `frames` steps from shift 0 to the run's
 `attfind.shift_size`, same frame durations, loop forever, `display_size` pixels, one shared palette, no classifier
 probability and no frame drawn on the tiles (nothing that differs between methods or hints at the answer).
@@ -37,16 +37,17 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from evaluation.methods import VARIANTS, Method
+from evaluation.methods import Method, registered
 from studies.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest
 from stylex import render
-from stylex.attfind import Attribute, AttributeSet
+from stylex.attributes import Attribute, AttributeSet
 from stylex.data import build_dataset
 from stylex.editing import render as render_styles
 from stylex.editing import resolve_precision
 from stylex.errors import UserError
 from stylex.explain import sweep
-from stylex.pipeline import RunContext, attfind_indices, attributes_path, open_run, ranked_for_display
+from stylex.pipeline import RunContext, attfind_indices, open_run
+from stylex.run import RunDir
 from stylex.runtime import code_version
 from stylex.stats import encode_styles, load_stats
 
@@ -99,17 +100,18 @@ class _Assets:
 
 
 def _load_method(run_dir: Path, key: str, variant: str, ctx: RunContext) -> Method:
-    path = attributes_path(run_dir, key)
+    run = RunDir(run_dir)
+    path = run.attributes(key)
     if not path.is_file():
         raise UserError(f"no attributes for method {key!r} at {path}; run `stylex benchmark` (all methods) or "
                         f"`stylex attfind` (StylEx variants) on {run_dir} first")
     stats = load_stats(run_dir, variant)
     if stats is None:
-        raise UserError(f"no style statistics for the {variant!r} generator in {run_dir / 'stats.pt'}; run "
+        raise UserError(f"no style statistics for the {variant!r} generator in {run.stats}; run "
                         f"`stylex benchmark` or `stylex attfind` on {run_dir} first")
     attributes = AttributeSet.load(path)
     stats.check_layout(ctx.model.generator.layout)
-    return Method(key, attributes, stats)
+    return Method.of(key, attributes, stats)
 
 
 def _predicted(ctx: RunContext, styles: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -168,15 +170,16 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         raise UserError(f"frames must be >= 2, got {frames}")
     if attention_items < 0:
         raise UserError(f"attention_items must be >= 0, got {attention_items}")
-    variants = {**VARIANTS, **(generators or {})}
+    default_variants = {m.key: m.variant for m in registered()}
+    variants = {**default_variants, **(generators or {})}
     unknown = [m for m in methods if m not in variants]
     if unknown:
-        raise UserError(f"unknown method(s) {', '.join(unknown)}; methods: {', '.join(sorted(VARIANTS))}")
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; methods: {', '.join(sorted(default_variants))}")
 
     contexts: dict[str, RunContext] = {}
     for variant in sorted({variants[m] for m in methods}):
-        if not (run_dir / "checkpoints" / f"{variant}.pt").is_file():
-            raise UserError(f"no {variant!r} generator at {run_dir / 'checkpoints' / f'{variant}.pt'}; run "
+        if not RunDir(run_dir).checkpoint(variant).is_file():
+            raise UserError(f"no {variant!r} generator at {RunDir(run_dir).checkpoint(variant)}; run "
                             f"`stylex benchmark` (trains both generators) on {run_dir} first")
         contexts[variant] = open_run(run_dir, variant == "stylex", device=device)
     loaded = {m: _load_method(run_dir, m, variants[m], contexts[variants[m]]) for m in methods}
@@ -200,10 +203,10 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         method = loaded[method_key]
         ctx = contexts[variants[method_key]]
         layout = ctx.model.generator.layout
-        dtype = resolve_precision(precision, ctx.device)
+        dtype = resolve_precision(precision)
         styles = encode_styles(ctx.model, dataset, indices, device=ctx.device, progress=False)
         predicted = _predicted(ctx, styles, dtype)
-        ranked = ranked_for_display(method.attributes)[:num_attributes]
+        ranked = method.attributes.ranked()[:num_attributes]
         if len(ranked) < 2:
             raise UserError(f"method {method_key!r} has {len(ranked)} attribute(s); Part 1 needs at least 2 "
                             "(rerun `stylex attfind` / `stylex benchmark` with more attfind.num_attributes)")

@@ -14,29 +14,29 @@ official two-class merge; `find_attributes` runs both for a whole classifier.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from stylex.checkpoint import StylexModel
+from stylex.artifacts import DamagedArtifact, fingerprint, load_tagged, read_json, save_tagged, write_json
+from stylex.attributes import Attribute, AttributeSet
 from stylex.editing import autocast, resolve_precision, shifted
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.model import StylexModel
 from stylex.progress import progress_bar
-from stylex.runtime import Distributed, atomic_torch_save, code_version
+from stylex.runtime import Distributed, code_version
 from stylex.stats import StyleStats
 
 log = logging.getLogger("stylex.attfind")
 
 EFFECTS_FORMAT = "stylex-effects"
-ATTRIBUTES_FORMAT = "stylex-attributes"
+CHUNK_FORMAT = "stylex-effect-chunk"
 CPU_MEMORY_BUDGET = 128 << 20  # bytes of activations per edit batch on CPU: larger batches gain nothing
 # and glibc returns their big buffers to the OS after every forward (page faults dominate)
 GPU_MEMORY_SHARE = 0.6  # share of free GPU memory one edit batch may take
@@ -56,22 +56,14 @@ class Effects:
         return self.baseline.argmax(dim=1)
 
 
-def _digest(tensors: Sequence[Tensor]) -> str:
-    hasher = hashlib.sha1()
-    for tensor in tensors:
-        hasher.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return hasher.hexdigest()[:16]
-
-
-def _fingerprint(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float,
+def _effect_inputs(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float,
                  precision: torch.dtype, chunk_images: int) -> dict:
     """What the effects depend on: a resumed run must match all of it, or its chunks would mix two models."""
-    weights = [*model.generator.state_dict().values(), *model.classifier.state_dict().values()]
     return {
         "format": EFFECTS_FORMAT, "num_images": styles[0].shape[0], "conv_dim": model.generator.layout.conv_dim,
         "num_classes": model.classifier.num_classes, "shift_size": shift_size, "precision": str(precision),
-        "chunk_images": chunk_images, "styles": _digest(styles), "stats": _digest([stats.minimum, stats.maximum]),
-        "weights": _digest([w for w in weights if w.is_floating_point()]),
+        "chunk_images": chunk_images, "styles": fingerprint(list(styles)),
+        "stats": fingerprint(stats.minimum, stats.maximum), "weights": fingerprint(model.generator, model.classifier),
     }
 
 
@@ -109,30 +101,27 @@ class _ChunkStore:
     A chunk that cannot be read back (truncated by a full disk, damaged by a copy) is only a cache of work that
     can be redone: `has` names it in a warning, deletes it and reports it missing, so it is computed again."""
 
-    def __init__(self, folder: Path | None, fingerprint: dict):
+    def __init__(self, folder: Path | None, inputs: dict):
         self.folder = folder
-        self.fingerprint = fingerprint
+        self.inputs = inputs
         self._loaded: dict[int, tuple[Tensor, Tensor]] = {}
         if folder is None:
             return
         meta_path = folder / "meta.json"
         if meta_path.is_file():
             try:
-                stored = json.loads(meta_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                stored = read_json(meta_path)
+            except DamagedArtifact:
                 stored = None
             if not isinstance(stored, dict):
                 raise UserError(f"{meta_path} is damaged, so the effect chunks beside it cannot be checked; delete "
                                 f"{folder} (or run with --recompute) to start over")
-            if stored.get("fingerprint") != fingerprint:
-                changed = sorted(k for k in fingerprint if stored.get("fingerprint", {}).get(k) != fingerprint[k])
+            if stored.get("inputs") != inputs:
+                changed = sorted(k for k in inputs if stored.get("inputs", {}).get(k) != inputs[k])
                 raise UserError(f"{folder} holds effects computed with other inputs (differs in: "
                                 f"{', '.join(changed)}); delete that folder (or run with --recompute) to start over")
         else:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = meta_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fingerprint, "code_version": code_version()}, indent=2))
-            tmp.replace(meta_path)
+            write_json(meta_path, {"inputs": inputs, "code_version": code_version()})
 
     def path(self, chunk: int) -> Path:
         assert self.folder is not None
@@ -144,7 +133,7 @@ class _ChunkStore:
             return False
         try:
             self._loaded[chunk] = self._load(chunk)
-        except _DamagedChunk as err:
+        except DamagedArtifact as err:
             log.warning("effect chunk %s is damaged (%s); deleting it and computing it again", err.path, err.reason)
             err.path.unlink(missing_ok=True)
             return False
@@ -152,39 +141,26 @@ class _ChunkStore:
 
     def write(self, chunk: int, effect: Tensor, baseline: Tensor) -> None:
         if self.folder is not None:
-            atomic_torch_save({"effect": effect, "baseline": baseline}, self.path(chunk))
+            save_tagged({"effect": effect, "baseline": baseline}, self.path(chunk), CHUNK_FORMAT)
 
     def read(self, chunk: int) -> tuple[Tensor, Tensor]:
         if chunk in self._loaded:
             return self._loaded.pop(chunk)
         try:
             return self._load(chunk)
-        except _DamagedChunk as err:  # another process's chunk (torchrun): it is not ours to recompute
+        except DamagedArtifact as err:  # another process's chunk (torchrun): it is not ours to recompute
             raise UserError(f"effect chunk {err.path} is damaged ({err.reason}); run `stylex attfind` again to "
                             "recompute it") from None
 
     def _load(self, chunk: int) -> tuple[Tensor, Tensor]:
         path = self.path(chunk)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:
-            raise  # unreadable for another reason (permissions, I/O): not a damaged file to delete
-        except Exception as err:  # torch reports a truncated or garbled file as RuntimeError, EOFError, pickle errors
-            first_line = (str(err).splitlines() or [""])[0]
-            raise _DamagedChunk(path, f"{type(err).__name__}: {first_line}") from None
-        effect = payload.get("effect") if isinstance(payload, dict) else None
-        baseline = payload.get("baseline") if isinstance(payload, dict) else None
+        payload = load_tagged(path, CHUNK_FORMAT)
+        effect, baseline = payload.get("effect"), payload.get("baseline")
         if not (isinstance(effect, Tensor) and isinstance(baseline, Tensor) and effect.ndim == 4
                 and effect.shape[1] == 2 and baseline.ndim == 2 and effect.shape[0] == baseline.shape[0]
                 and effect.shape[3] == baseline.shape[1]):
-            raise _DamagedChunk(path, "not an effect chunk ({'effect': [n, 2, K, C], 'baseline': [n, C]})")
+            raise DamagedArtifact(path, "not an effect chunk ({'effect': [n, 2, K, C], 'baseline': [n, C]})")
         return effect, baseline
-
-
-class _DamagedChunk(Exception):
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
 
 
 @torch.no_grad()
@@ -249,13 +225,13 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
     if not math.isfinite(shift_size) or shift_size <= 0:
         raise UserError(f"shift_size must be a finite number > 0, got {shift_size}")
     device = next(model.generator.parameters()).device
-    dtype = resolve_precision(precision, device)
+    dtype = resolve_precision(precision)
     dist = Distributed.from_environment(device)
     if dist.world_size > 1 and out_dir is None:
         raise UserError("sharding effects over torchrun processes needs an out_dir on a shared filesystem")
     num_images = styles[0].shape[0]
     store = _ChunkStore(Path(out_dir) if out_dir is not None else None,
-                        _fingerprint(model, styles, stats, shift_size, dtype, chunk_images))
+                        _effect_inputs(model, styles, stats, shift_size, dtype, chunk_images))
     chunks = list(range(math.ceil(num_images / chunk_images)))
     mine = [c for c in chunks if c % dist.world_size == dist.rank]
     todo = [c for c in mine if not store.has(c)]
@@ -286,7 +262,7 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
             store.write(chunk, *held[chunk])
     dist.barrier()
     parts = [held[c] if c in held else store.read(c) for c in chunks]
-    meta = {**store.fingerprint, "edit_batch": batch_size, "code_version": code_version()}
+    meta = {**store.inputs, "edit_batch": batch_size, "code_version": code_version()}
     return Effects(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), meta)
 
 
@@ -321,25 +297,6 @@ def reference_effects(model: StylexModel, styles: Sequence[Tensor], stats: Style
 
 
 # ---- step 2: attribute selection ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Attribute:
-    """A StyleSpace attribute: move conv coordinate `coordinate` toward its min (direction 0) or max (1)."""
-
-    coordinate: int
-    direction: int
-    mean_effect: float  # mean clipped effect on the target logit over the images still unexplained when picked
-    target: int | None = None  # the class whose logit this edit raises (the class it moves images toward)
-    score: float | None = None  # binary merge: the official re-ranking score
-
-    def flipped(self, target: int | None = None) -> Attribute:
-        return Attribute(self.coordinate, 1 - self.direction, self.mean_effect, target, self.score)
-
-    def describe(self, layout: StyleLayout) -> dict:
-        name, channel = layout.locate(self.coordinate)
-        return {**asdict(self), "layer": name, "channel": channel,
-                "direction_name": "toward max" if self.direction else "toward min"}
-
 
 def _effects_tensor(effects: Tensor | Effects) -> Tensor:
     tensor = effects.effect if isinstance(effects, Effects) else effects
@@ -413,70 +370,6 @@ def merge_binary(effects: Tensor | Effects, toward_0: Sequence[Attribute], towar
                         float(means[a.direction, a.coordinate, 0] + means[1 - a.direction, a.coordinate, 1]))
               for a in merged]
     return sorted(scored, key=lambda a: a.score, reverse=True)
-
-
-# ---- attribute sets (attributes/<method>.json) ----------------------------------------------------------------
-
-@dataclass
-class AttributeSet:
-    """Everything a method found, in the format every evaluation reads (AttFind, Wu et al., ...).
-
-    per_class[c]: attributes that move images toward class c, best first. For two classes, `merged` is the
-    official merged list (directions toward class 0), and `toward(c)` derives both classes' lists from it."""
-
-    method: str
-    classes: list[str]
-    per_class: dict[int, list[Attribute]]
-    merged: list[Attribute] | None
-    layout: dict  # StyleLayout.summary() of the generator the coordinates index
-    settings: dict
-    provenance: dict
-
-    def toward(self, target: int) -> list[Attribute]:
-        """Attributes that move an image toward class `target`, best first."""
-        if self.merged is not None:
-            return list(self.merged) if target == 0 else [a.flipped(target) for a in self.merged]
-        return list(self.per_class[target])
-
-    def to_dict(self) -> dict:
-        layout = StyleLayout.from_summary(self.layout)
-
-        def rows(attributes: Sequence[Attribute]) -> list[dict]:
-            return [{"rank": i + 1, **a.describe(layout)} for i, a in enumerate(attributes)]
-
-        return {"format": ATTRIBUTES_FORMAT, "method": self.method, "classes": self.classes,
-                "merged": None if self.merged is None else rows(self.merged),
-                "per_class": {self.classes[c]: rows(v) for c, v in self.per_class.items()},
-                "settings": self.settings, "provenance": self.provenance, "layout": self.layout}
-
-    def save(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> AttributeSet:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"no attribute file at {path}; run `stylex attfind --run RUN_DIR` first")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path} is not valid JSON ({err}); delete it and rerun stylex attfind") from None
-        if data.get("format") != ATTRIBUTES_FORMAT:
-            raise UserError(f"{path} is not a stylex attribute file")
-        fields = ("coordinate", "direction", "mean_effect", "target", "score")
-
-        def parse(rows: list[dict]) -> list[Attribute]:
-            return [Attribute(**{f: row[f] for f in fields}) for row in rows]
-
-        classes = data["classes"]
-        return cls(data["method"], classes, {classes.index(name): parse(v) for name, v in data["per_class"].items()},
-                   None if data["merged"] is None else parse(data["merged"]), data["layout"], data["settings"],
-                   data["provenance"])
 
 
 def find_attributes(effects: Effects, classes: list[str], layout: StyleLayout, method: str,

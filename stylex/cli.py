@@ -1,4 +1,5 @@
-"""The `stylex` command: parses arguments and calls library functions, nothing more."""
+"""The `stylex` command: parses arguments and calls library functions, nothing more. The packages built on stylex
+add their subcommands as plug-ins (COMMAND_PLUGINS), using the shared options and error handling defined here."""
 
 from __future__ import annotations
 
@@ -8,10 +9,57 @@ import errno
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from stylex.config import Config, available_presets, load_config, save_config
 from stylex.errors import UserError
+from stylex.run import RunDir
+
+COMMAND_PLUGINS = "stylex.commands"
+"""Entry-point group of the packages that add subcommands (evaluation: faithfulness, benchmark; studies: study).
+Each entry names a function that takes argparse's subcommands object and adds its parsers, each with the `handler`
+that `main` runs (add_command sets it). The packages declare their entries in pyproject.toml, so stylex never
+imports them (DESIGN section 2: studies -> evaluation -> baselines -> stylex)."""
+
+TRAINING_MONITORS = "stylex.training_monitors"
+"""Entry-point group of what `stylex train` measures while it trains (evaluation: held-out faithfulness). Each entry
+names a factory (config, run_dir, classifier, device) -> monitor; a monitor is (G_ema, E_ema) -> dict of metrics
+that the trainer logs beside its losses."""
+
+
+def load_plugins(group: str) -> list[tuple[str, Any]]:
+    """(name, loaded object) of every entry point of `group`, in name order, so the help lists the same commands in
+    the same order on every install. A plug-in that fails to import is left out with one warning line naming it:
+    the core commands and the other plug-ins still run."""
+    loaded = []
+    for entry in sorted(metadata.entry_points(group=group), key=lambda entry: entry.name):
+        try:
+            loaded.append((entry.name, entry.load()))
+        except Exception as err:  # whatever its module raises while importing, not only ImportError
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            print(f"warning: plug-in {entry.name!r} ({entry.value}) is left out: {reason}", file=sys.stderr)
+    return loaded
+
+
+def installed_monitor(config: Config, run_dir: Path, classifier, device):
+    """The monitor `stylex train` hands the trainer: those of all `stylex.training_monitors` plug-ins merged into
+    one, or None when none is installed (training then logs its losses only).
+
+    A group of its own rather than the evaluation plug-in taking over the `train` command: the command, its options
+    and its run-folder handling stay in one place, in stylex, and a plug-in contributes only what it measures."""
+    monitors = [factory(config, run_dir, classifier, device) for _, factory in load_plugins(TRAINING_MONITORS)]
+    if not monitors:
+        return None
+
+    def monitor(generator, encoder) -> dict:
+        metrics = {}
+        for measure in monitors:
+            metrics.update(measure(generator, encoder))
+        return metrics
+
+    return monitor
 
 
 def at_least(minimum: int):
@@ -43,14 +91,14 @@ def removed_if_failed(run_dir: Path):
         yield
     except UserError:
         if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"config.json"}:
-            (run_dir / "config.json").unlink(missing_ok=True)
+            RunDir(run_dir).config.unlink(missing_ok=True)
             for folder in created:
                 with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
                     folder.rmdir()
         raise
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo",
                         help=f"preset name ({', '.join(available_presets())}) or path to a .json file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -61,7 +109,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="dataset folder (sets data.root)")
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Config, Path]:
+def resolve_config(args: argparse.Namespace) -> tuple[Config, Path]:
     overrides = list(args.overrides)
     if args.name:
         overrides.append(f"name={args.name}")
@@ -74,10 +122,12 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> None:
+    """Train MobileNetV2 / ResNet-18 on the configured data, evaluate it on the held-out split, save
+    RUNS/NAME/classifier.pt."""
     from stylex.runtime import resolve_device
     from stylex.train_classifier import train_classifier
 
-    config, run_dir = _resolve(args)
+    config, run_dir = resolve_config(args)
     resolve_device(config.device)  # an absent GPU is refused before anything is written
     with removed_if_failed(run_dir):
         save_config(config, run_dir)
@@ -85,11 +135,14 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train the StyleGAN2 generator, encoder and discriminator against RUNS/NAME/classifier.pt. Checkpoints go to
+    RUNS/NAME/checkpoints/stylex[-nocst].pt, TensorBoard logs to RUNS/NAME/tensorboard/. Multi-GPU / multi-node:
+    torchrun --nproc_per_node N -m stylex train ..."""
     from stylex.training import load_run_classifier, train_stylex, training_device
 
     if args.no_cst:
         args.overrides.append("train.cst=false")
-    config, run_dir = _resolve(args)
+    config, run_dir = resolve_config(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
     device = training_device(config)
     classifier = load_run_classifier(run_dir, args.classifier, device)
@@ -97,42 +150,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     with removed_if_failed(run_dir) if is_main else contextlib.nullcontext():
         if is_main:
             save_config(config, run_dir)
-        monitor = None
-        if is_main:  # only the process that writes measures faithfulness
-            from evaluation.generators import training_monitor
-
-            monitor = training_monitor(config, run_dir, classifier, device)
+        # only the process that writes measures faithfulness
+        monitor = installed_monitor(config, run_dir, classifier, device) if is_main else None
         train_stylex(config, run_dir, classifier, resume=args.resume, monitor=monitor)
 
 
-def cmd_faithfulness(args: argparse.Namespace) -> None:
-    from evaluation.generators import format_faithfulness, measure_run
-    from stylex.checkpoint import VARIANTS, load
-    from stylex.runtime import process_device
-
-    config_file = args.run / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{args.run} is not a run directory (no config.json); pass --run runs/<name>")
-    config = load_config(str(config_file), args.overrides + ([f"device={args.device}"] if args.device else []))
-    device = process_device(config.device)
-    variants = ["stylex-nocst"] if args.no_cst else [v for v in VARIANTS
-                                                     if (args.run / "checkpoints" / f"{v}.pt").is_file()]
-    if not variants:
-        raise UserError(f"no generator checkpoints in {args.run / 'checkpoints'}; train one with `stylex train`")
-    models = {variant: load(args.run, variant, device) for variant in variants}
-    results = measure_run(config, args.run, models, device, progress=True)
-    print(format_faithfulness(results))
-    print(f"wrote {args.run / 'faithfulness'}/")
-
-
 def cmd_eval_classifier(args: argparse.Namespace) -> None:
+    """Evaluate a suite classifier.pt or a TorchScript classifier."""
     from stylex import classifier as classifiers
     from stylex.data import build_dataset
     from stylex.runtime import resolve_device
     from stylex.train_classifier import evaluate, report
 
-    config, run_dir = _resolve(args)
-    path = Path(args.classifier) if args.classifier else run_dir / "classifier.pt"
+    config, run_dir = resolve_config(args)
+    path = Path(args.classifier) if args.classifier else RunDir(run_dir).classifier
     device = resolve_device(config.device)
     classes = args.classes.split(",") if args.classes else None
     model = classifiers.load(path, map_location=device, classes=classes)
@@ -141,31 +172,28 @@ def cmd_eval_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_attfind(args: argparse.Namespace) -> None:
-    from stylex.pipeline import attfind_run
+    """Encode the AttFind images, compute style statistics (RUN/stats.pt) and the effect tensor
+    (RUN/effects/VARIANT/, resumable), select attributes (RUN/attributes/VARIANT.json) and render panels and GIFs
+    (RUN/attfind/VARIANT/). Settings: the attfind section of the config (--set attfind.KEY=VALUE). Multi-GPU:
+    torchrun --nproc_per_node N -m stylex attfind --run-dir RUN"""
+    from stylex.jobs import attfind_run
 
     attfind_run(args.run, cst=not args.no_cst, overrides=args.overrides, device=args.device,
                 recompute=args.recompute)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from stylex.pipeline import explain_image_file
+    """Counterfactual explanation of one image: figure.png (reconstruction beside counterfactuals), flicker.gif,
+    sweep.gif and summary.json in RUN/explanations/IMAGE-STRATEGY/ (or --out). Needs the style statistics written
+    by `stylex attfind`."""
+    from stylex.jobs import explain_image_file
 
     explain_image_file(args.run, args.image, strategy=args.strategy, target=args.target,
                        num_attributes=args.attributes, cst=not args.no_cst, out_dir=args.out,
                        overrides=args.overrides, device=args.device)
 
 
-def cmd_benchmark(args: argparse.Namespace) -> None:
-    from evaluation.benchmark import run_benchmark
-
-    if args.features:
-        args.overrides.append(f"evaluation.fid_features={args.features}")
-    config, run_dir = _resolve(args)
-    with removed_if_failed(run_dir):
-        run_benchmark(config, run_dir)
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_run_options(parser: argparse.ArgumentParser) -> None:
     # --run-dir is the same option under a name torchrun's own parser does not mistake for its --run-path
     parser.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
                         help="run directory, e.g. runs/demo")
@@ -176,8 +204,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_preview_data(args: argparse.Namespace) -> None:
-    config, run_dir = _resolve(args)
-    out = Path(args.out) if args.out else run_dir / f"data_preview_{args.split}.png"
+    config, run_dir = resolve_config(args)
+    out = Path(args.out) if args.out else RunDir(run_dir).data_preview(args.split)
     check_image_output(out, "--out" if args.out else "--runs-dir/--name")
     from stylex.preview import save_class_grid
 
@@ -195,7 +223,7 @@ def check_image_output(out: Path, option: str) -> None:
         raise UserError(f"{option} {out} is a folder; name an image file such as {out / 'preview.png'}")
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{option} must name an image file ending in {', '.join(IMAGE_SUFFIXES)}, got {out}")
-    from stylex.pipeline import check_output_folder
+    from stylex.jobs import check_output_folder
 
     check_output_folder(out.parent, option)
 
@@ -204,8 +232,19 @@ def cmd_show_config(args: argparse.Namespace) -> None:
     if args.list:
         print("\n".join(available_presets()))
         return
-    config, _ = _resolve(args)
+    config, _ = resolve_config(args)
     print(config.to_json())
+
+
+def add_command(commands, name: str, handler, summary: str, shared_options) -> argparse.ArgumentParser:
+    """Add subcommand `name` to `commands` (argparse's subparsers action) and return its parser: `summary` is its
+    line in `stylex --help`, the handler's docstring the description its own --help shows (argparse rewraps it),
+    and `shared_options` adds the options it shares with its kind (add_config_options: a run made from a config;
+    add_run_options: an existing run)."""
+    parser = commands.add_parser(name, help=summary, description=handler.__doc__)
+    shared_options(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,52 +253,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser("train-classifier", help="train the classifier to be explained",
-                                description="Train MobileNetV2 / ResNet-18 on the configured data, evaluate it "
-                                "on the held-out split, save RUNS/NAME/classifier.pt.")
-    _add_config_options(train)
+    train = add_command(commands, "train-classifier", cmd_train_classifier, "train the classifier to be explained",
+                        add_config_options)
     train.add_argument("--retrain", action="store_true", help="train again even if a matching classifier.pt exists")
     train.add_argument("--oracle", action="store_true",
                        help="train the independent oracle classifier (oracle section: another architecture and "
                        "seed) into RUNS/NAME/oracle.pt; it judges reconstructions, never explains")
-    train.set_defaults(handler=cmd_train_classifier)
 
-    train_gan = commands.add_parser(
-        "train", help="train StylEx (or, with --no-cst, StylEx without classifier-specific training)",
-        description="Train the StyleGAN2 generator, encoder and discriminator against RUNS/NAME/classifier.pt. "
-        "Checkpoints go to RUNS/NAME/checkpoints/stylex[-nocst].pt, TensorBoard logs to RUNS/NAME/tensorboard/. "
-        "Multi-GPU / multi-node: torchrun --nproc_per_node N -m stylex train ...")
-    _add_config_options(train_gan)
+    train_gan = add_command(commands, "train", cmd_train, "train StylEx (or, with --no-cst, StylEx without "
+                            "classifier-specific training)", add_config_options)
     train_gan.add_argument("--no-cst", action="store_true",
                            help="the paper's baseline: no classifier condition, no classifier loss")
     train_gan.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train_gan.add_argument("--classifier", help="classifier file (default: RUNS/NAME/classifier.pt)")
-    train_gan.set_defaults(handler=cmd_train)
 
-    evaluate = commands.add_parser("eval-classifier", help="accuracy and confusion matrix of a classifier",
-                                   description="Evaluate a suite classifier.pt or a TorchScript classifier.")
-    _add_config_options(evaluate)
+    evaluate = add_command(commands, "eval-classifier", cmd_eval_classifier,
+                           "accuracy and confusion matrix of a classifier", add_config_options)
     evaluate.add_argument("--classifier", help="classifier file (default: RUNS/NAME/classifier.pt)")
     evaluate.add_argument("--classes", help="class names for a TorchScript file without suite metadata (a,b,...)")
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
-    evaluate.set_defaults(handler=cmd_eval_classifier)
 
-    find = commands.add_parser(
-        "attfind", help="find classifier-specific attributes (AttFind) and render them",
-        description="Encode the AttFind images, compute style statistics (RUN/stats.pt) and the effect tensor "
-        "(RUN/effects/VARIANT/, resumable), select attributes (RUN/attributes/VARIANT.json) and render panels and "
-        "GIFs (RUN/attfind/VARIANT/). Settings: the attfind section of the config (--set attfind.KEY=VALUE). "
-        "Multi-GPU: torchrun --nproc_per_node N -m stylex attfind --run-dir RUN")
-    _add_run_options(find)
+    find = add_command(commands, "attfind", cmd_attfind, "find classifier-specific attributes (AttFind) and render "
+                       "them", add_run_options)
     find.add_argument("--recompute", action="store_true", help="discard stored statistics and effects first")
-    find.set_defaults(handler=cmd_attfind)
 
-    explain = commands.add_parser(
-        "explain", help="explain the classifier's decision on one image (Independent or Subset)",
-        description="Counterfactual explanation of one image: figure.png (reconstruction beside counterfactuals), "
-        "flicker.gif, sweep.gif and summary.json in RUN/explanations/IMAGE-STRATEGY/ (or --out). Needs the "
-        "style statistics written by `stylex attfind`.")
-    _add_run_options(explain)
+    explain = add_command(commands, "explain", cmd_explain, "explain the classifier's decision on one image "
+                          "(Independent or Subset)", add_run_options)
     explain.add_argument("--image", required=True, type=Path, help="image file (resized to the model's size)")
     explain.add_argument("--strategy", default="independent", choices=["independent", "subset"])
     explain.add_argument("--target", help="class to move toward (default: the most probable other class)")
@@ -267,45 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="attributes to select, >= 1 (subset: at most this many, stops at the flip)")
     explain.add_argument("--out", type=Path, help="output folder (created if missing; the files explain writes "
                          "replace those of the same name in it)")
-    explain.set_defaults(handler=cmd_explain)
 
-    faithful = commands.add_parser(
-        "faithfulness", help="measure how faithfully the generators reconstruct held-out images",
-        description="Reconstruction L1 / LPIPS, explained and oracle agreement, input dependence, swapped-condition "
-        "agreement, factor fidelity and shape IoU (shapes), and a classifier-feature Frechet distance of noise "
-        "samples, for both generators of RUN; writes RUN/faithfulness/VARIANT.json and reconstructions.png.")
-    _add_run_options(faithful)
-    faithful.set_defaults(handler=cmd_faithfulness)
+    # Plug-in commands stand between the commands on a run and the utilities below, where they were listed when
+    # they were built in.
+    for _, add_commands in load_plugins(COMMAND_PLUGINS):
+        add_commands(commands)
 
-    bench = commands.add_parser(
-        "benchmark", help="compare Wu et al., StylEx w/o CST and StylEx; write the report",
-        description="Train or reuse the classifier, StylEx and StylEx w/o CST in RUNS/NAME, run AttFind on both "
-        "and Wu et al. on the w/o-CST generator, then measure sufficiency (class-level, Independent, Subset), "
-        "FID under perturbation and, on shapes, ground-truth recovery. Writes RUNS/NAME/report/ (index.html, "
-        "README.md, metrics.json, table3.tex, curves). Rerunning reuses everything that still matches. "
-        "Settings: the evaluation and attfind sections of the config.")
-    _add_config_options(bench)
-    bench.add_argument("--features", choices=["inception", "classifier"],
-                       help="FID features: inception (needs pt_inception-2015-12-05-6726825d.pth in the torch "
-                       "cache) or classifier (the explained classifier's penultimate layer, reported as a "
-                       "'classifier-feature Frechet distance', never as FID); default: evaluation.fid_features")
-    bench.set_defaults(handler=cmd_benchmark)
-
-    from studies.cli import add_study_commands
-
-    add_study_commands(commands)
-
-    preview = commands.add_parser("preview-data", help="write a PNG grid of dataset images, one row per class")
-    _add_config_options(preview)
+    preview = add_command(commands, "preview-data", cmd_preview_data,
+                          "write a PNG grid of dataset images, one row per class", add_config_options)
     preview.add_argument("--split", default="train", choices=["train", "test"])
     preview.add_argument("--per-class", type=at_least(1), default=8, help="images per class row, >= 1")
     preview.add_argument("--out", help="PNG path, replaced if it exists (default: RUNS/NAME/data_preview_SPLIT.png)")
-    preview.set_defaults(handler=cmd_preview_data)
 
-    show = commands.add_parser("show-config", help="print the resolved config (preset + --set overrides)")
-    _add_config_options(show)
+    show = add_command(commands, "show-config", cmd_show_config,
+                       "print the resolved config (preset + --set overrides)", add_config_options)
     show.add_argument("--list", action="store_true", help="list the available presets")
-    show.set_defaults(handler=cmd_show_config)
     return parser
 
 

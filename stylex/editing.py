@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from stylex.checkpoint import StylexModel
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.model import StylexModel
 from stylex.stats import StyleStats
 
 Edit = tuple[int, int]  # (conv-only flat coordinate, direction: 0 toward the minimum, 1 toward the maximum)
@@ -28,7 +29,7 @@ def shifted(current: Tensor, target: Tensor, shift_size: float | Tensor) -> Tens
     return current + shift_size * (target - current)
 
 
-def resolve_precision(precision: str, device: torch.device | None = None) -> torch.dtype:
+def resolve_precision(precision: str) -> torch.dtype:
     """fp32 is the default: on the models measured so far (tiny CPU runs), bf16 moved effects by up to half of
     the largest effect, so bf16 stays opt-in until `benchmarks/attfind_speed.py --compare-bf16` shows a model
     where it agrees. CPUs without native bf16 run it through slow reference kernels."""
@@ -57,13 +58,6 @@ def check_edits(edits: Sequence[Edit], layout: StyleLayout) -> list[Edit]:
             raise UserError(f"direction must be 0 (toward the minimum) or 1 (toward the maximum), got {direction}")
         checked.append((coordinate, direction))
     return checked
-
-
-def first_layer(layout: StyleLayout, edits: Sequence[Edit]) -> int:
-    """Index (full layout) of the earliest style layer touched by `edits`; synthesis can resume there."""
-    if not edits:
-        return layout.num_layers - 1
-    return min(layout.layer(layout.locate(coordinate)[0]).index for coordinate, _ in edits)
 
 
 def edit_columns(styles: Sequence[Tensor], layout: StyleLayout, edits: Sequence[Edit],
@@ -96,9 +90,64 @@ def edit_styles(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats
     return edit_columns(styles, layout, edits, toward_target)
 
 
+def edit_by_population_std(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
+                           alpha: float | Tensor) -> list[Tensor]:
+    """Wu et al.'s edit, `s_c += alpha * sigma_pop,c` toward the attribute (direction 1 adds, 0 subtracts), on
+    every row of `styles`; sigma_pop is the std over the statistics' images. `alpha` may be a [B] tensor."""
+
+    def by_population_std(column: Tensor, coordinate: int, direction: int) -> Tensor:
+        size = alpha.to(column) if isinstance(alpha, Tensor) else alpha
+        sign = 1.0 if direction else -1.0
+        return column + sign * size * stats.std[coordinate].to(column)
+
+    return edit_columns(styles, layout, edits, by_population_std)
+
+
+@dataclass(frozen=True)
+class EditRule:
+    """How a method's attributes move styles: toward the coordinate's min / max over the statistics' images
+    (AttFind, `scale="extremes"`), or by `alpha` population stds per unit of shift (Wu et al.,
+    `scale="population std"`). Every evaluation edits through `apply`, so all methods are treated alike."""
+
+    scale: str = "extremes"
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        if self.scale not in EDIT_SCALES:
+            raise UserError(f"unknown edit scale {self.scale!r}; scales: {', '.join(EDIT_SCALES)}")
+
+    def apply(self, styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats, edits: Sequence[Edit],
+              shift_size: float | Tensor = 1.0) -> list[Tensor]:
+        if self.scale == "population std":
+            return edit_by_population_std(styles, layout, stats, edits, shift_size * self.alpha)
+        return edit_styles(styles, layout, stats, edits, shift_size)
+
+    def bind(self, layout: StyleLayout, stats: StyleStats) -> EditFn:
+        return lambda styles, edits, shift_size: self.apply(styles, layout, stats, edits, shift_size)
+
+    def describe(self) -> str:
+        if self.scale == "population std":
+            return f"s += shift * {self.alpha:g} * sigma_pop (Wu et al.)"
+        return "s += shift * (min|max - s) (AttFind)"
+
+    def to_settings(self) -> dict:
+        """The attribute file's record of the rule (AttFind's, the default, records nothing)."""
+        return {} if self.scale == "extremes" else {"edit_scale": self.scale, "alpha": float(self.alpha)}
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> EditRule:
+        if "edit_scale" not in settings:
+            return cls()
+        return cls(settings["edit_scale"], float(settings.get("alpha", 1.0)))
+
+
+EDIT_SCALES = ("extremes", "population std")
+TOWARD_EXTREMES = EditRule()
+
+
 def attfind_edit(layout: StyleLayout, stats: StyleStats) -> EditFn:
     """AttFind's edit rule as an EditFn (toward the min / max over the statistics' images)."""
-    return lambda styles, edits, shift_size: edit_styles(styles, layout, stats, edits, shift_size)
+    return TOWARD_EXTREMES.bind(layout, stats)
 
 
 def edit_sets_of_one(styles: Sequence[Tensor], layout: StyleLayout, stats: StyleStats,

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stylex.attfind import Attribute, compute_effects
-from stylex.checkpoint import StylexModel
+from stylex.attfind import compute_effects
+from stylex.attributes import Attribute
 from stylex.editing import Edit, EditFn, attfind_edit, edit_sets_of_one, render, resolve_precision
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.model import StylexModel
 from stylex.stats import StyleStats
 
 STRATEGIES = ("independent", "subset")
@@ -75,7 +76,7 @@ def _prepare(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, ta
     layout = model.generator.layout
     styles = _check_one_image(styles, layout)
     stats.check_layout(layout)
-    dtype = resolve_precision(precision, next(model.generator.parameters()).device)
+    dtype = resolve_precision(precision)
     _, logits = render(model, styles, dtype)
     source = int(logits[0].argmax())
     target = default_target(logits[0]) if target is None else int(target)
@@ -172,7 +173,7 @@ def sweep(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, edits
     styles = _check_one_image(styles, layout)
     if frames < 2:
         raise UserError(f"a sweep needs at least 2 frames, got {frames}")
-    dtype = resolve_precision(precision, next(model.generator.parameters()).device)
+    dtype = resolve_precision(precision)
     rows = [s.expand(frames, -1) for s in styles]
     sizes = torch.linspace(0, shift_size, frames)
     edit = edit or attfind_edit(layout, stats)

@@ -25,9 +25,6 @@ from stylex.errors import UserError
 if TYPE_CHECKING:
     from torch import Tensor
 
-LAYER_KINDS = ("conv", "torgb")
-
-
 class StyleIndexError(UserError, IndexError):
     """A flat style coordinate or a channel outside the layout (an IndexError that the CLI reports as a UserError)."""
 
@@ -50,12 +47,6 @@ class StyleLayer:
     @property
     def full_slice(self) -> slice:
         return slice(self.offset, self.offset + self.dim)
-
-    @property
-    def conv_slice(self) -> slice:
-        if self.conv_offset is None:
-            raise UserError(f"{self.name} is a toRGB layer: it has no place in the conv-only style vector")
-        return slice(self.conv_offset, self.conv_offset + self.dim)
 
 
 def block_channels(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -129,10 +120,6 @@ class StyleLayout:
         return len(self.layers)
 
     @property
-    def torgb_layers(self) -> tuple[StyleLayer, ...]:
-        return tuple(layer for layer in self.layers if not layer.is_conv)
-
-    @property
     def total_dim(self) -> int:
         return sum(layer.dim for layer in self.layers)
 
@@ -183,11 +170,6 @@ class StyleLayout:
         layer = self.layers[bisect.bisect_right(self._starts, i) - 1]
         return layer.name, i - layer.offset
 
-    def full_index(self, name: str, channel: int) -> int:
-        """(layer name, channel) -> full flat index; the inverse of `locate_full`."""
-        layer = self.layer(name)
-        return layer.offset + self._check_channel(layer, channel)
-
     @staticmethod
     def _check_channel(layer: StyleLayer, channel: int) -> int:
         channel = operator.index(channel)
@@ -226,38 +208,6 @@ class StyleLayout:
 
         self._check_styles(styles, self.num_layers, "full")
         return torch.cat(list(styles), dim=-1)
-
-    def split_conv(self, flat: Tensor) -> dict[str, Tensor]:
-        """Conv-only flat styles [..., conv_dim] -> {conv layer name: [..., dim]} (views, layout order)."""
-        if flat.shape[-1] != self.conv_dim:
-            raise UserError(f"conv-only styles must have {self.conv_dim} coordinates in the last dimension, "
-                            f"got shape {list(flat.shape)}")
-        parts = flat.split([layer.dim for layer in self.conv_layers], dim=-1)
-        return {layer.name: part for layer, part in zip(self.conv_layers, parts, strict=True)}
-
-    def split(self, flat: Tensor) -> list[Tensor]:
-        """Full flat styles [..., total_dim] -> one tensor per layer (views, layout order)."""
-        if flat.shape[-1] != self.total_dim:
-            raise UserError(f"full styles must have {self.total_dim} coordinates in the last dimension, "
-                            f"got shape {list(flat.shape)}")
-        return list(flat.split([layer.dim for layer in self.layers], dim=-1))
-
-    def replace_conv(self, styles: Sequence[Tensor], conv_flat: Tensor) -> list[Tensor]:
-        """A new full style list whose conv layers come from `conv_flat` [B, conv_dim]; toRGB styles are kept."""
-        self._check_styles(styles, self.num_layers, "full")
-        result = list(styles)
-        for name, part in self.split_conv(conv_flat).items():
-            result[self._by_name[name].index] = part
-        return result
-
-    def conv_mask(self) -> Tensor:
-        """Bool tensor [total_dim]: True where a full-vector coordinate belongs to a conv layer."""
-        import torch
-
-        mask = torch.zeros(self.total_dim, dtype=torch.bool)
-        for layer in self.conv_layers:
-            mask[layer.full_slice] = True
-        return mask
 
     # ---- persistence ------------------------------------------------------------------------------------------
 

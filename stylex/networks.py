@@ -85,16 +85,16 @@ class _Config:
         return cls(**data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords only: a positional call cannot bind w_dim to another field
 class GeneratorConfig(_Config):
     img_resolution: int  # output images are img_resolution x img_resolution (power of two, 16..1024)
     img_channels: int = 3
-    z_dim: int = 512  # input latent
     w_dim: int = 512  # intermediate latent (output of the mapping network)
     c_dim: int = 0  # condition size = classifier classes (CST); 0 = unconditional
     channel_base: int = 32768  # config-f: channels(res) = min(channel_base // res, channel_max)
     channel_max: int = 512
     mapping_layers: int = 8
+    z_dim: int = 512  # input latent
     mapping_lr_multiplier: float = 0.01  # the mapping MLP learns 100x slower, as in StyleGAN2
     fused_modconv: bool = False  # grouped-conv modulated conv; the shared-weight path is usually faster
     conv_clamp: float | None = None  # clip conv/toRGB outputs to +-conv_clamp (a reduced-precision guard)
@@ -242,8 +242,6 @@ class SynthesisState:
     def detach(self) -> SynthesisState:
         return SynthesisState(self.x.detach(), None if self.img is None else self.img.detach())
 
-    def to(self, *args, **kwargs) -> SynthesisState:
-        return SynthesisState(self.x.to(*args, **kwargs), None if self.img is None else self.img.to(*args, **kwargs))
 
 
 class SynthesisLayer(nn.Module):

@@ -13,12 +13,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from stylex.checkpoint import StylexModel
+from stylex.artifacts import DamagedArtifact, load_tagged, save_tagged
 from stylex.data import ImageDataset
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
+from stylex.model import StylexModel
 from stylex.progress import progress_bar
-from stylex.runtime import atomic_torch_save, code_version
+from stylex.run import RunDir
 
 STATS_FORMAT = "stylex-style-stats"
 
@@ -54,10 +55,6 @@ class StyleStats:
             return self.maximum if direction else self.minimum
         return torch.where(direction.bool(), self.maximum.to(direction.device), self.minimum.to(direction.device))
 
-    def to(self, device) -> StyleStats:
-        return StyleStats(self.minimum.to(device), self.maximum.to(device), self.mean.to(device),
-                          self.std.to(device), self.num_images, self.source)
-
     def check_layout(self, layout: StyleLayout) -> None:
         if self.conv_dim != layout.conv_dim:
             raise UserError(f"style statistics cover {self.conv_dim} conv coordinates but the generator has "
@@ -73,13 +70,9 @@ class StyleStats:
         return cls(data["minimum"], data["maximum"], data["mean"], data["std"], data["num_images"], data["source"])
 
 
-def stats_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "stats.pt"
-
-
 def load_stats(run_dir: Path, variant: str) -> StyleStats | None:
     """The run's statistics for a variant, or None when none were computed yet."""
-    path = stats_path(run_dir)
+    path = RunDir(run_dir).stats
     if not path.is_file():
         return None
     entries = _read(path)
@@ -87,22 +80,17 @@ def load_stats(run_dir: Path, variant: str) -> StyleStats | None:
 
 
 def save_stats(run_dir: Path, variant: str, stats: StyleStats) -> Path:
-    path = stats_path(run_dir)
+    path = RunDir(run_dir).stats
     entries = _read(path) if path.is_file() else {}
     entries[variant] = stats.to_dict()
-    atomic_torch_save({"format": STATS_FORMAT, "code_version": code_version(), "variants": entries}, path)
-    return path
+    return save_tagged({"variants": entries}, path, STATS_FORMAT)
 
 
 def _read(path: Path) -> dict:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign file: several torch/pickle error types
-        raise UserError(f"{path} is not readable style statistics ({type(err).__name__}); delete it to "
-                        "recompute") from None
-    if not isinstance(payload, dict) or payload.get("format") != STATS_FORMAT:
-        raise UserError(f"{path} is not a stylex style-statistics file; delete it to recompute")
-    return payload["variants"]
+        return load_tagged(path, STATS_FORMAT)["variants"]
+    except DamagedArtifact as err:
+        raise UserError(f"{path} is not readable style statistics ({err.reason}); delete it to recompute") from None
 
 
 @torch.no_grad()

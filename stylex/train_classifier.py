@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stylex.artifacts import config_diff
 from stylex.classifier import Classifier, build_network, load, load_imagenet_backbone
 from stylex.config import ClassifierConfig, Config
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
 from stylex.progress import progress_bar
+from stylex.run import RunDir
 from stylex.runtime import resolve_device
 
 log = logging.getLogger("stylex.classifier")
@@ -52,9 +54,6 @@ def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-CLASSIFIER_FILE, ORACLE_FILE = "classifier.pt", "oracle.pt"
-
-
 def oracle_settings(config: Config) -> ClassifierConfig:
     """The classifier settings of the independent oracle: the oracle section's architecture, width and seed."""
     oracle = config.oracle
@@ -75,11 +74,9 @@ def _reusable(path: Path, config: Config, settings: ClassifierConfig) -> Classif
     if not path.is_file():
         return None
     existing = load(path)
-    wanted, found = _provenance(config, settings), existing.config
-    if {k: found.get(k) for k in wanted} == wanted:
+    differing = config_diff(_provenance(config, settings), existing.config)
+    if not differing:
         return existing
-    differing = [f"{section}.{key}" for section in wanted for key in wanted[section]
-                 if found.get(section, {}).get(key) != wanted[section][key]]
     raise UserError(f"{path} was trained with a different config (differs in {', '.join(differing)}); "
                     "pass --retrain to replace it, or --name to use another run directory")
 
@@ -87,7 +84,7 @@ def _reusable(path: Path, config: Config, settings: ClassifierConfig) -> Classif
 def train_classifier(config: Config, run_dir: Path, retrain: bool = False, oracle: bool = False) -> Classifier:
     """Train (or reuse the matching) `run_dir/classifier.pt`, or with `oracle` the independent `oracle.pt`;
     prints the held-out accuracy and confusion."""
-    path = run_dir / (ORACLE_FILE if oracle else CLASSIFIER_FILE)
+    path = RunDir(run_dir).classifier_file(oracle)
     settings = oracle_settings(config) if oracle else config.classifier
     device = resolve_device(config.device)
     test_set = build_dataset(config.data, "test")

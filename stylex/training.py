@@ -23,23 +23,18 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
 from stylex import losses
-from stylex.checkpoint import (
-    build_networks,
-    checkpoint_path,
-    network_configs,
-    read_checkpoint,
-    save_checkpoint,
-    variant_name,
-)
+from stylex.artifacts import config_diff, write_json
+from stylex.checkpoint import build_networks, network_configs, read_checkpoint, save_checkpoint
 from stylex.classifier import Classifier
 from stylex.config import Config, resolved_pl_weight, resolved_r1_gamma
 from stylex.data import ImageDataset, build_dataset, iterate_batches
 from stylex.errors import UserError
+from stylex.model import condition_from_logits
 from stylex.progress import progress_bar
+from stylex.run import RunDir, variant_name
 from stylex.runtime import Distributed, process_device
 
 log = logging.getLogger("stylex.training")
@@ -84,9 +79,9 @@ class Trainer:
         self.train_cfg = config.train
         self.weights = config.loss
         self.cst = config.train.cst
-        self.run_dir = run_dir
+        self.run = RunDir(run_dir)
         self.variant = variant_name(self.cst)
-        self.checkpoint = checkpoint_path(run_dir, self.cst)
+        self.checkpoint = self.run.checkpoint(self.variant)
         self.device = training_device(config)
         self.dist = Distributed.from_environment(self.device)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
@@ -177,13 +172,12 @@ class Trainer:
 
     def _resume(self) -> None:
         payload = read_checkpoint(self.checkpoint, map_location="cpu")
-        saved = payload["config"]
         current = self.config.to_dict()
         defaults = Config().to_dict()  # a key newer than the checkpoint was trained with its default behaviour
-        differing = [f"{section}.{key}" for section in ("data", "model", "train", "loss")
-                     for key, value in current[section].items()
-                     if saved.get(section, {}).get(key, defaults[section][key]) != value
-                     and not (section == "train" and key in RESUMABLE_CHANGES)]
+        sections = ("data", "model", "train", "loss")
+        saved = {section: {**defaults[section], **payload["config"].get(section, {})} for section in sections}
+        differing = config_diff({section: current[section] for section in sections}, saved,
+                                ignore=tuple(RESUMABLE_CHANGES))
         if differing:
             raise UserError(f"cannot resume {self.checkpoint}: the config differs in {', '.join(differing)}; "
                             "resume with the same settings or train into another --name")
@@ -222,7 +216,7 @@ class Trainer:
 
     # ---- one step ----------------------------------------------------------------------------------------------
     def condition(self, logits: torch.Tensor) -> torch.Tensor | None:
-        return logits.float().softmax(dim=1) if self.cst else None
+        return condition_from_logits(logits, self.cst)
 
     def phase(self, step: int | None = None) -> str:
         """The schedule is a function of the step alone, so a resumed run continues in the same phase."""
@@ -324,7 +318,7 @@ class Trainer:
         cond = None
         if self.cst:
             with torch.no_grad():
-                cond = self.classifier(images[:count]).float().softmax(dim=1)
+                cond = self.condition(self.classifier(images[:count]))
         w = self.G.mapping(torch.randn(count, self.G.cfg.z_dim, device=self.device), update_w_avg=False)
         fake = self.G(w, cond)
         penalty, new_mean, _ = losses.path_length_penalty(fake, w, self.dist.mean(self.mean_path_length))
@@ -348,7 +342,7 @@ class Trainer:
             with self.autocast:
                 real_scores = self.D(x, cond)
                 fake_scores = self.D(fakes, doubled)
-                terms = {"d_adv": F.softplus(fake_scores.float()).mean() + F.softplus(-real_scores.float()).mean(),
+                terms = {"d_adv": losses.discriminator_adversarial_loss(real_scores, fake_scores),
                          "d_real": real_scores.float().mean(), "d_fake": fake_scores.float().mean()}
             loss = terms["d_adv"]
             if regularize and self.r1_gamma > 0:
@@ -391,8 +385,8 @@ class Trainer:
         if main:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(self.run_dir / "tensorboard" / self.variant))
-        log_file = (self.run_dir / "logs" / f"{self.variant}.jsonl") if main else None
+            writer = SummaryWriter(str(self.run.tensorboard(self.variant)))
+        log_file = self.run.training_log(self.variant) if main else None
         if log_file:
             log_file.parent.mkdir(parents=True, exist_ok=True)
         bar = progress_bar(total=train.steps, initial=self.step, desc=f"train {self.variant}", unit="step",
@@ -439,7 +433,7 @@ class Trainer:
                 if isinstance(value, float):
                     writer.add_scalar(f"final/{key}", value, self.step)
             writer.close()
-            (self.run_dir / f"{self.variant}_metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
+            write_json(self.run.training_metrics(self.variant), self.metrics)
         return self.metrics
 
     def _log_faithfulness(self, writer) -> None:
@@ -448,7 +442,7 @@ class Trainer:
         scalars = {k: v for k, v in values.items() if isinstance(v, float)}
         for key, value in scalars.items():
             writer.add_scalar(f"faithfulness/{key}", value, self.step)
-        with (self.run_dir / "logs" / f"{self.variant}-eval.jsonl").open("a") as handle:
+        with self.run.evaluation_log(self.variant).open("a") as handle:
             handle.write(json.dumps({"step": self.step, "phase": self.phase(self.step - 1), **scalars}) + "\n")
 
     def _log_scalars(self, writer, log_file: Path, values: dict, rate: float) -> None:
@@ -470,7 +464,7 @@ class Trainer:
         grid = make_grid(torch.cat([x, reconstruction, samples]).float().clamp(-1, 1), nrow=count,
                          normalize=True, value_range=(-1, 1))
         writer.add_image("inputs|reconstructions|samples", grid, self.step)
-        folder = self.run_dir / "samples" / self.variant
+        folder = self.run.samples(self.variant)
         folder.mkdir(parents=True, exist_ok=True)
         save_image(grid, folder / f"step-{self.step:07d}.png")
 
@@ -496,7 +490,7 @@ def evaluate_reconstruction(generator, encoder, classifier, lpips_distance, data
     for images, _ in iterate_batches(dataset, 64, shuffle=False):
         images = images[: count - seen].to(device)
         logits = classifier(images).float()
-        cond = logits.softmax(dim=1) if cst else None
+        cond = condition_from_logits(logits, cst)
         reconstruction = generator(encoder(images), cond, noise_mode="const").float()
         l1 += (reconstruction - images).abs().flatten(1).mean(1).sum().item()
         perceptual += lpips_distance(reconstruction, images).sum().item()
@@ -543,7 +537,7 @@ def format_metrics(metrics: dict) -> str:
 def load_run_classifier(run_dir: Path, classifier_path: str | None, device) -> Classifier:
     from stylex.classifier import load
 
-    path = Path(classifier_path) if classifier_path else run_dir / "classifier.pt"
+    path = Path(classifier_path) if classifier_path else RunDir(run_dir).classifier
     if not path.is_file():
         raise UserError(f"no classifier at {path}; train it first with `stylex train-classifier --config ...` "
                         "(same --name), or pass --classifier PATH")

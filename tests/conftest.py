@@ -3,10 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from stylex.checkpoint import checkpoint_path, load_stylex
 from stylex.classifier import load as load_classifier
 from stylex.config import load_config, save_config
 from stylex.data import build_dataset
+from stylex.model import load_stylex
+from stylex.run import RunDir
 from stylex.stats import StyleStats, encode_styles
 from stylex.train_classifier import train_classifier
 from stylex.training import train_stylex
@@ -44,7 +45,7 @@ def tiny_run(tmp_path_factory) -> Path:
 def tiny(tiny_run):
     """(model, styles of 5 test images, their StyleStats) from the tiny run."""
     config = load_config(str(tiny_run / "config.json"))
-    model = load_stylex(checkpoint_path(tiny_run, True), load_classifier(tiny_run / "classifier.pt"))
+    model = load_stylex(RunDir(tiny_run).checkpoint("stylex"), load_classifier(tiny_run / "classifier.pt"))
     dataset = build_dataset(config.data, "test")
     styles = encode_styles(model, dataset, list(range(5)), progress=False)
     stats = StyleStats.from_styles(model.generator.layout.conv_flatten(styles), {"test": True})

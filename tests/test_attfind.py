@@ -11,14 +11,13 @@ import torch
 
 from stylex import attfind as attfind_module
 from stylex.attfind import (
-    Attribute,
-    AttributeSet,
     attfind,
     compute_effects,
     find_attributes,
     merge_binary,
     reference_effects,
 )
+from stylex.attributes import Attribute, AttributeSet
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.stats import load_stats, save_stats

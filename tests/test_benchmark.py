@@ -7,6 +7,7 @@ from conftest import TINY_RUN_OVERRIDES
 from PIL import Image
 
 from evaluation.benchmark import run_benchmark
+from evaluation.methods import registered
 from stylex.cli import main
 from stylex.config import load_config
 
@@ -44,21 +45,24 @@ def test_micro_benchmark_writes_every_report_file(micro_run):
     for name in REPORT_FILES:
         assert (report_dir / name).is_file(), name
     metrics = json.loads((report_dir / "metrics.json").read_text())
-    assert list(metrics["methods"]) == ["wu", "stylex-nocst", "stylex"]
+    methods = {method.key: method for method in registered()}
+    assert list(metrics["methods"]) == list(methods)  # every registered method, in table order
+    assert {"wu", "stylex-nocst", "stylex"} <= set(methods)
     assert (run_dir / "checkpoints" / "stylex-nocst.pt").is_file()
-    for key in ("wu", "stylex-nocst", "stylex"):
+    for key in methods:
         assert (run_dir / "attributes" / f"{key}.json").is_file()
         curves = metrics["sufficiency"]["curves"][key]
         assert [row["k"] for row in curves["class_level"]] == [1, 2, 3]
         assert all(row["images"] == 8 for row in curves["class_level"])
-        assert (curves["independent"] is None) == (key == "wu")
+        assert (curves["independent"] is None) == (not methods[key].image_level)
+        assert metrics["methods"][key]["label"] == methods[key].label
         for row in metrics["methods"][key]["attributes"]:
             for name in ("panel", "flicker", "sweep"):
                 assert (report_dir / row[name]).is_file()
     assert metrics["fid"]["label"] == "classifier-feature Frechet distance"
     assert set(metrics["fid"]["perturbation"]["stylex"]) == {"1.0", "2.0"}
     assert [r["i"] for r in metrics["fid"]["perturbation"]["wu"]["2.0"]] == [1, 2]
-    assert set(metrics["recovery"]["methods"]) == {"wu", "stylex-nocst", "stylex"}
+    assert set(metrics["recovery"]["methods"]) == set(methods)
     assert metrics["table3"]["rows"][0]["dataset"] == "shapes"
     assert (run_dir / "oracle.pt").is_file() and metrics["classifier"]["oracle_arch"] == "plain_cnn"
     for variant in ("stylex", "stylex-nocst"):

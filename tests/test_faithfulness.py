@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from evaluation import faithfulness, recovery
-from stylex.checkpoint import StylexModel, build_networks, network_configs
+from stylex.checkpoint import build_networks, network_configs
 from stylex.config import DataConfig, load_config
 from stylex.data import build_dataset, to_float
 from stylex.data.shapes import FACTOR_NAMES
 from stylex.errors import UserError
 from stylex.losses import build_lpips
+from stylex.model import StylexModel
 
 FIDELITY_KEYS = {"shape", "spot", "size", "size_mae", "pos_x_mae", "pos_y_mae", "background_mae", "hue_error",
                  "shape_iou"}
@@ -208,8 +209,8 @@ def test_reconstruction_grid_shape_and_range():
 def test_a_short_warmup_run_reconstructs_different_inputs_differently(tmp_path):
     """The reconstruction warm-up learns from the input: after 150 tiny steps the reconstructions of different
     images differ about as much as the images do (a collapsed, condition-only generator would be near 0)."""
-    from stylex.checkpoint import load_stylex
     from stylex.classifier import Classifier, build_network
+    from stylex.model import load_stylex
     from stylex.training import train_stylex
 
     config = load_config("tiny", ["train.steps=150", "train.warmup_steps=150", "train.checkpoint_every=1000",

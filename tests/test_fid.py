@@ -14,14 +14,15 @@ from evaluation.fid import (
     RANDOM_FID_LABEL,
     FrechetStats,
     InceptionPool3,
-    StatsCache,
     _fid_inception_architecture,
     build_extractor,
     classifier_extractor,
     distance_to_reference,
     frechet_distance,
     inception_extractor,
+    reference_statistics,
 )
+from stylex.artifacts import fingerprint
 from stylex.classifier import Classifier, build_network
 from stylex.errors import UserError
 
@@ -212,7 +213,7 @@ def test_frechet_stats_need_two_finite_images():
     assert stats.mu.shape == (3,) and stats.sigma.shape == (3, 3) and stats.num_images == 50
 
 
-def test_stats_cache_computes_once_and_reuses_the_file(tmp_path, caplog):
+def test_reference_statistics_are_computed_once_and_reused(tmp_path, caplog):
     features = np.random.default_rng(0).normal(size=(6, 16))  # fewer images than dimensions: a factor too
     calls = []
 
@@ -221,25 +222,24 @@ def test_stats_cache_computes_once_and_reuses_the_file(tmp_path, caplog):
         return FrechetStats.from_features(features)
 
     parts = {"extractor": "inception-random-seed0", "data": "shapes", "split": "test", "images": 6}
-    cache = StatsCache(tmp_path / "fid")
-    first = cache.get_or_compute(parts, compute)
-    assert len(calls) == 1 and (cache.hits, cache.misses) == (0, 1)
-    path = tmp_path / "fid" / f"{StatsCache.key(**parts)}.npz"
-    assert path.is_file() and [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    folder = tmp_path / "fid"
+    first = reference_statistics(folder, parts, compute)
+    assert len(calls) == 1
+    path = folder / f"{fingerprint(parts)}.npz"
+    assert path.is_file() and [p.name for p in folder.iterdir()] == [path.name]  # no temp file left
 
-    again = StatsCache(tmp_path / "fid")
-    second = again.get_or_compute(dict(reversed(parts.items())), compute)
-    assert len(calls) == 1 and (again.hits, again.misses) == (1, 0)
+    second = reference_statistics(folder, dict(reversed(parts.items())), compute)
+    assert len(calls) == 1
     np.testing.assert_array_equal(second.mu, first.mu)
     np.testing.assert_array_equal(second.sigma, first.sigma)
     np.testing.assert_array_equal(second.factor, first.factor)
     assert second.num_images == 6 and frechet_distance(second, first) == 0.0
-    assert StatsCache.key(**parts) != StatsCache.key(**{**parts, "split": "train"})
-    assert len(StatsCache.key(**parts)) == 20
+    other = reference_statistics(folder, {**parts, "split": "train"}, compute)  # another reference, beside it
+    assert len(calls) == 2 and len(list(folder.iterdir())) == 2 and other.num_images == 6
 
     path.write_bytes(b"not an npz")
-    with caplog.at_level(logging.WARNING, logger="evaluation.fid"):
-        third = again.get_or_compute(parts, compute)
-    assert "unreadable" in caplog.text and len(calls) == 2 and again.misses == 1
+    with caplog.at_level(logging.WARNING, logger="stylex.artifacts"):
+        third = reference_statistics(folder, parts, compute)
+    assert "damaged" in caplog.text and len(calls) == 3
     np.testing.assert_array_equal(third.sigma, first.sigma)
-    assert StatsCache(tmp_path / "fid").get_or_compute(parts, compute).num_images == 6 and len(calls) == 2
+    assert reference_statistics(folder, parts, compute).num_images == 6 and len(calls) == 3

@@ -18,9 +18,8 @@ from PIL import Image
 
 from stylex.config import DataConfig
 from stylex.data import build_dataset
-from stylex.data.images import ALPHA_BACKGROUND, open_image
+from stylex.data.images import ALPHA_BACKGROUND, open_image, read_image
 from stylex.errors import UserError
-from stylex.pipeline import read_image
 
 WIDTH, HEIGHT = 64, 32
 

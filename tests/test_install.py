@@ -122,3 +122,22 @@ def test_installed_package_uses_its_own_files_and_shipped_models(installed):
     assert report["stylex"].startswith(inside) and not report["stylex"].startswith(str(ROOT) + "/stylex")
     assert report["start_from"].startswith(inside) and report["start_from"].endswith("stylex/models/demo")
     assert report["finite"] and not report["editable_finder"]
+
+
+PLUGINS_FROM_WHEEL = """
+import json, sys
+from stylex.cli import COMMAND_PLUGINS, TRAINING_MONITORS, load_plugins
+print(json.dumps({group: {name: sys.modules[loaded.__module__].__file__ for name, loaded in load_plugins(group)}
+                  for group in (COMMAND_PLUGINS, TRAINING_MONITORS)}))
+"""
+
+
+def test_installed_plugins_add_their_commands_from_the_wheel(installed):
+    venv, _, elsewhere, env = installed
+    shown = run([venv / "bin" / "stylex", "--help"], elsewhere, env)
+    assert shown.stderr == "" and all(f"    {name}" in shown.stdout for name in ("faithfulness", "benchmark", "study"))
+    files = json.loads(run([venv / "bin" / "python", "-c", PLUGINS_FROM_WHEEL], elsewhere, env).stdout)
+    assert {group: sorted(plugins) for group, plugins in files.items()} == {
+        "stylex.commands": ["evaluation", "studies"], "stylex.training_monitors": ["evaluation"]}
+    inside = str(venv.resolve())
+    assert all(file.startswith(inside) for plugins in files.values() for file in plugins.values()), files

@@ -20,7 +20,7 @@ def test_config_f_counts_match_stylespace(resolution, conv_dim, total_dim, num_w
     layout = StyleLayout(resolution, channel_base=32768, channel_max=512)
     assert (layout.conv_dim, layout.total_dim, layout.num_ws, layout.num_layers) == (
         conv_dim, total_dim, num_ws, num_layers)
-    assert layout.total_dim - layout.conv_dim == sum(layer.dim for layer in layout.torgb_layers)
+    assert layout.total_dim - layout.conv_dim == sum(layer.dim for layer in layout.layers if not layer.is_conv)
 
 
 def test_paper256_channel_config_changes_the_counts():
@@ -60,7 +60,7 @@ def test_wu_positions_and_w_rows_at_1024():
     layout = StyleLayout(1024)
     assert [layer.index for layer in layout.conv_layers] == [0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21,
                                                              23, 24]
-    assert [layer.index for layer in layout.torgb_layers] == [1, 4, 7, 10, 13, 16, 19, 22, 25]
+    assert [layer.index for layer in layout.layers if not layer.is_conv] == [1, 4, 7, 10, 13, 16, 19, 22, 25]
     assert layout.layers[6].name == "b16.conv1"  # StyleSpace's (6, 501) "smiling" id
     # A toRGB reads the W+ row of the next block's conv0; the last toRGB reads the extra last row.
     rows = {layer.name: layer.w_index for layer in layout.layers}
@@ -89,7 +89,8 @@ def test_locate_and_conv_index_round_trip_for_every_coordinate():
         seen.add((name, channel))
     assert len(seen) == layout.conv_dim
     for i in range(layout.total_dim):
-        assert layout.full_index(*layout.locate_full(i)) == i
+        name, channel = layout.locate_full(i)
+        assert layout.layer(name).offset + channel == i
 
 
 def test_out_of_range_coordinates_raise_clear_errors():
@@ -110,41 +111,27 @@ def test_out_of_range_coordinates_raise_clear_errors():
         layout.locate(1.5)
 
 
-def test_conv_flatten_and_split_conv_round_trip():
+def test_conv_flatten_places_each_layer_at_its_offset():
     layout = tiny_layout()
     styles = [torch.randn(3, layer.dim) for layer in layout.layers]
     flat = layout.conv_flatten(styles)
     assert flat.shape == (3, layout.conv_dim)
-    parts = layout.split_conv(flat)
-    assert list(parts) == [layer.name for layer in layout.conv_layers]
     for layer in layout.conv_layers:
-        torch.testing.assert_close(parts[layer.name], styles[layer.index], rtol=0, atol=0)
+        part = flat[:, layer.conv_offset:layer.conv_offset + layer.dim]
+        torch.testing.assert_close(part, styles[layer.index], rtol=0, atol=0)
     # the conv-only list is accepted too, and coordinate k is the located channel
     assert torch.equal(layout.conv_flatten([styles[layer.index] for layer in layout.conv_layers]), flat)
     name, channel = layout.locate(37)
     assert torch.equal(flat[:, 37], styles[layout.layer(name).index][:, channel])
     full = layout.flatten(styles)
-    assert full.shape == (3, layout.total_dim) and torch.equal(full[:, layout.conv_mask()], flat)
-    assert all(torch.equal(a, b) for a, b in zip(layout.split(full), styles, strict=True))
-
-
-def test_replace_conv_keeps_torgb_styles():
-    layout = tiny_layout()
-    styles = [torch.randn(2, layer.dim) for layer in layout.layers]
-    edited_flat = layout.conv_flatten(styles).clone()
-    edited_flat[:, 5] += 1
-    edited = layout.replace_conv(styles, edited_flat)
-    for layer in layout.layers:
-        same = torch.equal(edited[layer.index], styles[layer.index])
-        assert same == (layer.name != layout.locate(5)[0])
+    conv_columns = torch.cat([torch.arange(layer.offset, layer.offset + layer.dim) for layer in layout.conv_layers])
+    assert full.shape == (3, layout.total_dim) and torch.equal(full[:, conv_columns], flat)
 
 
 def test_flatten_rejects_wrong_sizes():
     layout = tiny_layout()
     with pytest.raises(UserError, match="expected"):
         layout.conv_flatten([torch.zeros(1, 16)])
-    with pytest.raises(UserError, match=f"{layout.conv_dim} coordinates"):
-        layout.split_conv(torch.zeros(1, layout.conv_dim + 1))
 
 
 def test_summary_is_json_and_rebuilds_the_layout():

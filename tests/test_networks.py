@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -74,6 +75,14 @@ def test_config_validation():
         GeneratorConfig.from_dict({"img_resolution": 16, "resolution": 16})
     with pytest.raises(UserError, match="EncoderConfig needs img_resolution"):
         EncoderConfig.from_dict({"w_dim": 16})
+    with pytest.raises(TypeError, match="positional"):
+        GeneratorConfig(16, 3, 64)  # keywords only: 64 could be z_dim or w_dim
+
+
+def test_generator_config_fields_in_documented_order():
+    names = [f.name for f in dataclasses.fields(GeneratorConfig)]
+    assert names[:7] == ["img_resolution", "img_channels", "w_dim", "c_dim", "channel_base", "channel_max",
+                         "mapping_layers"]  # DESIGN section 10
 
 
 @pytest.mark.parametrize("cfg", [
@@ -344,9 +353,10 @@ def test_editing_styles_never_changes_parameters():
     w, cond = make_inputs(G)
     styles = G.w_to_styles(w, cond)
     base = G.synthesize(styles)[0]
-    flat = G.layout.conv_flatten(styles)
-    flat[:, 40] += 5.0
-    edited = G.synthesize(G.layout.replace_conv(styles, flat))[0]
+    name, channel = G.layout.locate(40)
+    edited_styles = [s.clone() for s in styles]
+    edited_styles[G.layout.layer(name).index][:, channel] += 5.0
+    edited = G.synthesize(edited_styles)[0]
     assert not torch.allclose(edited, base)
     for name, tensor in G.state_dict().items():
         assert_exact(tensor, before[name])

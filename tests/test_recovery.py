@@ -1,3 +1,4 @@
+import logging
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 
 from evaluation import recovery
 from evaluation.methods import Method
-from stylex.attfind import Attribute, AttributeSet
+from stylex.attributes import Attribute, AttributeSet
 from stylex.config import load_config
 from stylex.data import InMemoryImageDataset, build_dataset, to_float
 from stylex.data.shapes import FACTOR_NAMES, render
@@ -61,7 +62,7 @@ def test_save_and_load_round_trip(probes, shapes_splits, tmp_path):
     assert loaded.reference == probes.reference and loaded.settings == probes.settings
 
 
-def test_probe_cache_is_reused_only_when_settings_match(shapes_splits, tmp_path):
+def test_probe_cache_is_reused_only_when_settings_match(shapes_splits, tmp_path, caplog):
     path = tmp_path / "probes.pt"
     quick = recovery.ProbeSettings(steps=2, batch_size=16, width=4)
     first = recovery.load_or_train_probes(path, shapes_splits[1], quick, progress=False)
@@ -74,9 +75,15 @@ def test_probe_cache_is_reused_only_when_settings_match(shapes_splits, tmp_path)
                                                                                          width=4, seed=1),
                                           progress=False)
     assert other.settings.seed == 1 and recovery.FactorProbes.load(path).settings.seed == 1
-    path.write_bytes(b"not a probe file")
+    path.write_bytes(b"not a probe file")  # a damaged cache is work to redo: named in a warning, then retrained
+    with caplog.at_level(logging.WARNING, logger="stylex.artifacts"):
+        retrained = recovery.load_or_train_probes(path, shapes_splits[1], quick, progress=False)
+    assert "damaged" in caplog.text and str(path) in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), retrained.state_dict().values(),
+                                                 strict=True))  # training is deterministic
     with pytest.raises(UserError, match="factor-probe"):
-        recovery.load_or_train_probes(path, shapes_splits[1], quick, progress=False)
+        path.write_bytes(b"not a probe file")
+        recovery.FactorProbes.load(path)
 
 
 def test_probes_need_factors_and_matching_images(probes, shapes_splits):
@@ -138,7 +145,7 @@ def _hand_built_method(model, stats) -> Method:
     per_class = {0: merged, 1: [a.flipped(1) for a in merged]}
     attributes = AttributeSet("stylex", list(model.classifier.classes), per_class, merged, layout.summary(),
                               {"num_attributes": 3}, {"test": True})
-    return Method("stylex", attributes, stats)
+    return Method.of("stylex", attributes, stats)
 
 
 def test_recover_runs_end_to_end_on_a_real_tiny_model(tiny, probes):

@@ -74,7 +74,7 @@ def test_engine_settings(url):
 def test_session_scope_rolls_back(url):
     engine = db.get_engine(url)
     with pytest.raises(RuntimeError), db.session_scope(engine) as session:
-        session.add(db.Event(participant_id=None, ts=db._utcnow(), kind="doomed"))
+        session.add(db.Event(participant_id=None, ts=db.utcnow(), kind="doomed"))
         session.flush()
         raise RuntimeError("boom")
     db.log_event(engine, "kept", detail={"n": 1})
@@ -154,7 +154,6 @@ def test_finish_plan_and_participant_idempotence(url):
     assert db.finish(engine, participant_id, lambda: next(codes)) == "CODE-1"
     row = db.get_participant(engine, participant_id)
     assert row["status"] == "completed" and row["completion_code"] == "CODE-1"
-    assert not db.screen_out(engine, participant_id, "too late")
     assert not db.add_study(engine, STUDY, "pilot", "f" * 64, _assets(8))
     with pytest.raises(UserError, match="manifest"):
         db.add_study(engine, STUDY, "pilot", "0" * 64, _assets(8))

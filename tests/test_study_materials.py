@@ -10,7 +10,8 @@ from PIL import Image
 from baselines import wu
 from studies.materials import build_materials, load_manifest
 from stylex.errors import UserError
-from stylex.pipeline import attfind_variant, attributes_path, open_run
+from stylex.pipeline import attfind_variant, open_run
+from stylex.run import RunDir
 
 SMALL = {"num_attributes": 2, "images_per_attribute": 4, "display_size": 64, "frames": 4, "attention_items": 2}
 # the tiny run has no w/o-CST generator: Wu et al. is selected and rendered on the StylEx one here
@@ -25,7 +26,7 @@ def run_with_attributes(tiny_run, tmp_path_factory) -> Path:
     result = attfind_variant(ctx, progress=False)
     found = wu.attribute_set(result.styles, ctx.model.generator.layout, result.effects.predicted, ctx.classes,
                              num_attributes=4)
-    found.save(attributes_path(run_dir, "wu"))
+    found.save(RunDir(run_dir).attributes("wu"))
     return run_dir
 
 
@@ -121,6 +122,6 @@ def test_missing_generator_or_attributes_is_a_clear_error(run_with_attributes, t
         build_materials(run_with_attributes, tmp_path / "m", methods=("stylex-nocst",), **SMALL)
     run_dir = tmp_path / "run"
     shutil.copytree(run_with_attributes, run_dir)
-    attributes_path(run_dir, "wu").unlink()
+    RunDir(run_dir).attributes("wu").unlink()
     with pytest.raises(UserError, match="stylex attfind"):
         build_materials(run_dir, tmp_path / "m", generators=ON_STYLEX, **SMALL)

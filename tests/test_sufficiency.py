@@ -24,7 +24,7 @@ def test_curves_on_a_real_tiny_model(tiny):
     model, styles, stats = tiny
     effects = compute_effects(model, styles, stats, shift_size=2.0, progress=False)
     found = find_attributes(effects, model.classifier.classes, model.generator.layout, "stylex", threshold=5.0)
-    class_flips = sufficiency.class_level(model, styles, Method("stylex", found, stats), max_k=4, shift_size=2.0)
+    class_flips = sufficiency.class_level(model, styles, Method.of("stylex", found, stats), max_k=4, shift_size=2.0)
     assert class_flips.shape == (5, 4)
     subset_flips = sufficiency.image_level(model, styles, stats, "subset", max_k=4, shift_size=2.0,
                                            effects=effects.effect)

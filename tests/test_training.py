@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylex.checkpoint import checkpoint_path, load_stylex, read_checkpoint
+from stylex.checkpoint import read_checkpoint
 from stylex.classifier import Classifier, build_network
 from stylex.config import load_config
 from stylex.errors import UserError
+from stylex.model import load_stylex
+from stylex.run import RunDir
 from stylex.training import FULL, WARMUP, Trainer, TrainingDiverged, lazy_adam, train_stylex
 
 
@@ -37,7 +39,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == uninterrupted[step], f"step {step} differs after resume"
-    a, b = read_checkpoint(checkpoint_path(straight, True)), read_checkpoint(checkpoint_path(split, True))
+    a, b = read_checkpoint(RunDir(straight).checkpoint("stylex")), read_checkpoint(RunDir(split).checkpoint("stylex"))
     for name, tensor in a["state"]["G_ema"].items():
         torch.testing.assert_close(b["state"]["G_ema"][name], tensor, rtol=0, atol=0)
 
@@ -57,7 +59,7 @@ def test_warmup_switches_phase_at_the_configured_step_and_resumes_exactly_across
     resumed = {row["step"]: row for row in read_log(split)}
     for step in range(3, 8):
         assert resumed[step] == rows[step], f"step {step} differs after resuming across the phase switch"
-    a, b = read_checkpoint(checkpoint_path(straight, True)), read_checkpoint(checkpoint_path(split, True))
+    a, b = read_checkpoint(RunDir(straight).checkpoint("stylex")), read_checkpoint(RunDir(split).checkpoint("stylex"))
     for name, tensor in a["state"]["E_ema"].items():
         torch.testing.assert_close(b["state"]["E_ema"][name], tensor, rtol=0, atol=0)
 
@@ -82,12 +84,12 @@ def test_checkpoint_round_trip_and_metrics(tmp_path):
     assert set(metrics) >= {"reconstruction_l1", "reconstruction_lpips", "classifier_agreement", "step"}
     assert 0 <= metrics["classifier_agreement"] <= 1
     assert json.loads((tmp_path / "stylex_metrics.json").read_text()) == metrics
-    model = load_stylex(checkpoint_path(tmp_path, True), tiny_classifier())
+    model = load_stylex(RunDir(tmp_path).checkpoint("stylex"), tiny_classifier())
     assert model.cst and model.step == 4
     images = torch.rand(2, 3, 16, 16) * 2 - 1
     first, second = model.reconstruct(images), model.reconstruct(images)
     torch.testing.assert_close(first, second, rtol=0, atol=0)
-    payload = read_checkpoint(checkpoint_path(tmp_path, True))
+    payload = read_checkpoint(RunDir(tmp_path).checkpoint("stylex"))
     assert payload["layout"]["conv_dim"] == model.generator.layout.conv_dim
     assert set(payload["optimizers"]) == {"opt_G", "opt_E", "opt_D"}
     with pytest.raises(UserError, match="already exists; pass --resume"):
@@ -96,11 +98,11 @@ def test_checkpoint_round_trip_and_metrics(tmp_path):
 
 def test_no_cst_builds_an_unconditional_generator(tmp_path):
     train_stylex(load_config("tiny", ["train.cst=false", "train.steps=2"]), tmp_path, tiny_classifier())
-    payload = read_checkpoint(checkpoint_path(tmp_path, False))
+    payload = read_checkpoint(RunDir(tmp_path).checkpoint("stylex-nocst"))
     assert payload["networks"]["G"]["c_dim"] == 0 and payload["networks"]["D"]["c_dim"] == 0
     assert not payload["cst"]
     assert all(row.get("kl", 0) == 0 for row in read_log(tmp_path, "stylex-nocst"))
-    model = load_stylex(checkpoint_path(tmp_path, False), tiny_classifier())
+    model = load_stylex(RunDir(tmp_path).checkpoint("stylex-nocst"), tiny_classifier())
     affine_inputs = {m.in_features for n, m in model.generator.named_modules() if n.endswith("affine")}
     assert affine_inputs == {32}  # w_dim only: no classifier condition
     assert model.condition(torch.zeros(1, 3, 16, 16)) is None
@@ -134,14 +136,14 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 
 def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     train_stylex(load_config("tiny", ["train.steps=2"]), tmp_path, tiny_classifier())
-    saved = checkpoint_path(tmp_path, True).read_bytes()
+    saved = RunDir(tmp_path).checkpoint("stylex").read_bytes()
     config = load_config("tiny", ["train.steps=4"])
     trainer = Trainer(config, tmp_path, tiny_classifier(), resume=True)
     with torch.no_grad():
         next(trainer.G.parameters()).fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"became nan at step 3.*last good checkpoint \(step 2\)"):
         trainer.train()
-    assert checkpoint_path(tmp_path, True).read_bytes() == saved
+    assert RunDir(tmp_path).checkpoint("stylex").read_bytes() == saved
 
 
 def free_port() -> int:
@@ -161,7 +163,7 @@ def test_two_process_ddp_smoke_run(tmp_path):
          "-m", "stylex", "train", "--config", "tiny", "--runs-dir", str(runs), "--set", "train.steps=2"],
         capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert checkpoint_path(runs / "tiny", True).is_file()
+    assert RunDir(runs / "tiny").checkpoint("stylex").is_file()
     assert "classifier agreement" in result.stdout
 
 

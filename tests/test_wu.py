@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from baselines import wu
-from stylex.attfind import AttributeSet
+from stylex.attributes import AttributeSet
+from stylex.editing import EditRule
 from stylex.errors import UserError
 from stylex.layout import StyleLayout
 from stylex.stats import StyleStats
@@ -65,12 +66,13 @@ def test_attribute_set_per_class_and_round_trip(tmp_path):
     predicted = (torch.arange(50) >= 20).long()
     styles[layout.layer("b8.conv1").index][predicted == 1, 2] += 6.0
     found = wu.attribute_set(styles, layout, predicted, ["a", "b"], num_attributes=3)
-    assert found.merged is None and found.settings["edit_scale"] == "population std"
+    assert found.merged is None and found.edit_rule == EditRule("population std", wu.DEFAULT_ALPHA)
     top_b = found.toward(1)[0]
     assert (top_b.coordinate, top_b.direction, top_b.target) == (layout.conv_index("b8.conv1", 2), 1, 1)
     assert found.toward(0)[0].coordinate == top_b.coordinate and found.toward(0)[0].direction == 0
     loaded = AttributeSet.load(found.save(tmp_path / "attributes" / "wu.json"))
-    assert loaded.per_class == found.per_class and loaded.method == "wu"
+    assert loaded.per_class == found.per_class and loaded.method == "wu" and loaded.edit_rule == found.edit_rule
+    assert found.to_dict()["settings"]["edit_scale"] == "population std"  # the file records the rule
 
 
 def test_bad_inputs():
@@ -91,8 +93,8 @@ def test_wu_edit_moves_alpha_population_stds_toward_the_attribute():
     k = layout.conv_index("b8.conv0", 1)
     name, channel = layout.locate(k)
     index = layout.layer(name).index
-    up = wu.edit_styles(styles, layout, stats, [(k, 1)], alpha=2.5)
-    down = wu.edit_styles(styles, layout, stats, [(k, 0)], alpha=torch.full((6,), 2.5))
+    up = wu.population_std_rule(2.5).apply(styles, layout, stats, [(k, 1)])
+    down = wu.population_std_rule(1.0).apply(styles, layout, stats, [(k, 0)], torch.full((6,), 2.5))
     step = 2.5 * stats.std[k]
     assert torch.allclose(up[index][:, channel] - styles[index][:, channel], step.expand(6))
     assert torch.allclose(styles[index][:, channel] - down[index][:, channel], step.expand(6))

@@ -22,12 +22,16 @@ a classifier trained on white-background photos needs its images flattened onto 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from stylex.errors import UserError
+
+log = logging.getLogger("stylex.data.images")
 
 ALPHA_BACKGROUND = 0
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -139,3 +143,20 @@ def open_image(path: Path | str, channels: int, draft_size: int | None = None) -
         raise
     except Exception as err:  # PIL reports bad data with many exception types
         raise UserError(f"cannot decode image {path} ({short_reason(err)}); fix or remove the file") from None
+
+
+def read_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
+    """An image file as a [1, C, R, R] tensor in [-1, 1], converted to the model's channels and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no image file at {path}")
+    # The folder dataset decodes through the same function, so 16-bit, float, CMYK, palette and alpha
+    # files are scaled (or refused) the same way for training and for explaining.
+    image = open_image(path, channels)
+    if image.size != (resolution, resolution):
+        log.info("resizing %s from %dx%d to the model's %dx%d", path, *image.size, resolution, resolution)
+        image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1.0

@@ -1,0 +1,62 @@
+"""`stylex faithfulness` and `stylex benchmark`: the evaluation package's subcommands.
+
+They plug into the `stylex` command through the `stylex.commands` entry-point group (pyproject.toml), since stylex
+imports nothing of evaluation. The handlers import the library lazily, so `stylex --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+
+from stylex.cli import add_command, add_config_options, add_run_options, removed_if_failed, resolve_config
+from stylex.config import load_config
+from stylex.errors import UserError
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> None:
+    """Reconstruction L1 / LPIPS, explained and oracle agreement, input dependence, swapped-condition agreement,
+    factor fidelity and shape IoU (shapes), and a classifier-feature Frechet distance of noise samples, for both
+    generators of RUN; writes RUN/faithfulness/VARIANT.json and reconstructions.png."""
+    from evaluation.generators import format_faithfulness, measure_run
+    from stylex.model import load
+    from stylex.run import VARIANTS, RunDir
+    from stylex.runtime import process_device
+
+    run = RunDir(args.run)
+    if not run.config.is_file():
+        raise UserError(f"{args.run} is not a run directory (no config.json); pass --run runs/<name>")
+    config = load_config(str(run.config), args.overrides + ([f"device={args.device}"] if args.device else []))
+    device = process_device(config.device)
+    variants = ["stylex-nocst"] if args.no_cst else [v for v in VARIANTS if run.checkpoint(v).is_file()]
+    if not variants:
+        raise UserError(f"no generator checkpoints in {run.checkpoints}; train one with `stylex train`")
+    models = {variant: load(args.run, variant, device) for variant in variants}
+    results = measure_run(config, args.run, models, device, progress=True)
+    print(format_faithfulness(results))
+    print(f"wrote {run.faithfulness}/")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    """Train or reuse the classifier, StylEx and StylEx w/o CST in RUNS/NAME, run AttFind on both and Wu et al. on
+    the w/o-CST generator, then measure sufficiency (class-level, Independent, Subset), FID under perturbation
+    and, on shapes, ground-truth recovery. Writes RUNS/NAME/report/ (index.html, README.md, metrics.json,
+    table3.tex, curves). Rerunning reuses everything that still matches. Settings: the evaluation and attfind
+    sections of the config."""
+    from evaluation.benchmark import run_benchmark
+
+    if args.features:
+        args.overrides.append(f"evaluation.fid_features={args.features}")
+    config, run_dir = resolve_config(args)
+    with removed_if_failed(run_dir):
+        run_benchmark(config, run_dir)
+
+
+def add_commands(commands) -> None:
+    """Add `faithfulness` and `benchmark` to the `stylex` subcommands (`commands`: argparse's subparsers action)."""
+    add_command(commands, "faithfulness", cmd_faithfulness,
+                "measure how faithfully the generators reconstruct held-out images", add_run_options)
+    bench = add_command(commands, "benchmark", cmd_benchmark,
+                        "compare Wu et al., StylEx w/o CST and StylEx; write the report", add_config_options)
+    bench.add_argument("--features", choices=["inception", "classifier"],
+                       help="FID features: inception (needs pt_inception-2015-12-05-6726825d.pth in the torch "
+                       "cache) or classifier (the explained classifier's penultimate layer, reported as a "
+                       "'classifier-feature Frechet distance', never as FID); default: evaluation.fid_features")

@@ -1,0 +1,223 @@
+"""Opening the study database: one SQLite file, shared by the Streamlit app, the materials builder, the simulated
+participants and the analysis.
+
+Why it looks the way it does:
+
+* Streamlit serves every browser session from its own thread, and all of them share one Engine. SQLite allows one
+  writer at a time, so every transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken up front and
+  waited for under ``busy_timeout``. A deferred ``BEGIN`` that later tries to upgrade its read snapshot to a write
+  lock fails with "database is locked" no matter how long the timeout (measured: about half the writes lost at 16
+  threads), which is exactly the failure a double-clicked submit button must not cause.
+* Reading commands (export, backup, analyze) use :func:`open_readonly`: the file must exist and hold the study
+  schema, it is opened with ``mode=ro`` and read in a deferred transaction, so a mistyped path creates nothing and a
+  writer holding the lock (the app mid-commit) does not make a reader wait. Only writers create the schema.
+
+Imports no torch: the participant app must start fast and serve prebuilt files only.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session
+
+from studies.tables import SCHEMA_VERSION, Base, SchemaVersion
+from stylex.errors import UserError
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for the lock. Study load is a few writes per second; 30 s only matters under abuse."""
+
+
+def sqlite_url(url: str | URL) -> URL:
+    """Parse and check ``url``: SQLite on a file, because WAL, the backup API and sharing one database between
+    threads and processes all need a real file (``:memory:`` would give each pooled connection its own DB)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"not a database URL: {url!r} (use sqlite:///path/to/study.sqlite)") from exc
+    if parsed.get_backend_name() != "sqlite":
+        raise UserError(f"the study database must be SQLite, got {parsed.get_backend_name()!r} in {url!r} "
+                        "(use sqlite:///path/to/study.sqlite)")
+    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file::memory:"):
+        raise UserError(f"the study database must be a file, not in-memory: {url!r}")
+    return parsed
+
+
+def make_engine(url: str | URL) -> Engine:
+    """A new Engine for a SQLite file, set up for many concurrent writer threads (see the module docstring).
+
+    The parent directory is created so a fresh deployment needs no manual step; the directory must be local and
+    writable, since WAL keeps ``-wal``/``-shm`` files next to the database."""
+    parsed = sqlite_url(url)
+    if not parsed.query.get("uri"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Any) -> None:
+        # Stop pysqlite from opening (deferred) transactions by itself; the "begin" hook below opens them.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first, so that switching to WAL waits for a concurrent connection instead of failing.
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(url: str | URL) -> Engine:
+    """The process-wide Engine for ``url``: one pool per database, whichever thread asks first creates it."""
+    key = sqlite_url(url).render_as_string(hide_password=False)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = make_engine(key)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached Engine's connections and forget them (tests, and before deleting a database file)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and record the schema version, or refuse a file written by another version.
+
+    Runs in one IMMEDIATE transaction (SQLite DDL is transactional), so concurrent callers serialise and a version
+    mismatch leaves the file untouched."""
+    with engine.begin() as conn:
+        Base.metadata.create_all(conn)
+        versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+        if not versions:
+            conn.execute(sqlite_insert(SchemaVersion).values(version=SCHEMA_VERSION))
+        elif versions != [SCHEMA_VERSION]:
+            raise UserError(f"{engine.url.database} has schema version {versions}, this code expects "
+                            f"{SCHEMA_VERSION}; export it and start a new database, or use the matching code")
+
+
+def database_path(url: str | URL) -> Path:
+    """The file a SQLite URL names (``sqlite:///path`` or ``sqlite:///file:path?...&uri=true``)."""
+    parsed = sqlite_url(url)
+    database = parsed.database
+    if parsed.query.get("uri") and database.startswith("file:"):
+        database = unquote(urlsplit(database).path)
+    return Path(database).expanduser()
+
+
+def check_database_file(url: str | URL) -> Path:
+    """The database file of ``url`` after checking that it exists and starts like an SQLite file; never creates
+    anything. Errors name the path and say what was found."""
+    path = database_path(url)
+    if not path.exists():
+        raise UserError(f"no study database at {path}; check --db (build one with `stylex study build`; "
+                        "reading commands never create a database)")
+    if not path.is_file():
+        raise UserError(f"{path} is not a study database (not a regular file)")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise UserError(f"cannot read the study database {path}: {err.strerror or err}") from None
+    if header != SQLITE_HEADER:
+        raise UserError(f"{path} is not a study database ({'an empty file' if not header else 'not an SQLite file'})")
+    return path
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+STUDY_TABLES = frozenset(table.name for table in Base.metadata.sorted_tables)
+
+
+def check_schema(engine: Engine, path: str | os.PathLike | None = None) -> None:
+    """Refuse a database without the study tables or with another schema version, only reading (no transaction
+    that writes, no table created)."""
+    path = path or engine.url.database
+    try:
+        with engine.connect() as conn:
+            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
+            missing = sorted(STUDY_TABLES - names)
+            if missing:
+                what = "no study tables" if len(missing) == len(STUDY_TABLES) else f"missing tables {missing}"
+                raise UserError(f"{path} is not a study database ({what})")
+            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+    except DBAPIError as err:
+        raise UserError(f"{path} is not a study database ({err.orig})") from None
+    if versions != [SCHEMA_VERSION]:
+        raise UserError(f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; "
+                        "use the matching code to read it")
+
+
+def open_readonly(url: str | URL) -> Engine:
+    """A new read-only Engine on an existing study database, for export, backup and analysis.
+
+    Nothing is created or written: the file must exist (:func:`check_database_file`), SQLite opens it with
+    ``mode=ro``, transactions are plain deferred ``BEGIN`` (readers never take the write lock, so in WAL mode they
+    neither wait for nor block the app's writers; a read transaction still sees one consistent snapshot), and the
+    schema is checked, not created (:func:`check_schema`). Dispose of the Engine when done."""
+    path = check_database_file(url)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+
+    engine = create_engine(URL.create("sqlite", database=str(path)), creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    side_files = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existed = [side.exists() for side in side_files]
+    try:
+        check_schema(engine, path)
+    except BaseException:
+        engine.dispose()
+        # A damaged file with a WAL header makes SQLite create -wal/-shm before it finds the damage: remove what
+        # this call created (an empty log of a file that is no study database, so no app is using it).
+        wal = side_files[0]
+        if not existed[0] and wal.is_file() and wal.stat().st_size == 0:
+            for side, was_there in zip(side_files, existed, strict=True):
+                if not was_there:
+                    side.unlink(missing_ok=True)
+        raise
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One ORM Session in one (IMMEDIATE) transaction: commit on success, rollback on any exception."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+

@@ -1,0 +1,188 @@
+"""The study database's tables (SQLAlchemy 2 declarative schema) and the vocabulary its CHECK constraints enforce.
+
+The Part 1 answer key (``correct_option``) is a column of ``study_item`` and ``trial`` only; nothing that serves a
+page selects it. Timestamps are UTC ISO-8601 text of fixed width, so they sort as text and read unambiguously in
+other tools. Imports no torch (the participant app loads it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+"""Bump when a table changes; ``create_schema`` refuses to open a file written with another version."""
+
+PARTS = ("coherence", "description")
+# "screened_out" has no writer any more; it stays allowed so that the tables, and SCHEMA_VERSION, are unchanged.
+STATUSES = ("consented", "in_progress", "completed", "screened_out")
+TRIAL_KINDS = ("practice", "main", "attention")
+OPTIONS = ("A", "B")
+MAX_PID_CHARS = 128
+
+
+def utcnow() -> datetime:
+    """What the UTC columns store (a naive datetime is refused by :class:`UTCDateTime`)."""
+    return datetime.now(timezone.utc)
+
+
+def _sql_in(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime stored as fixed-width ISO-8601 text.
+
+    SQLAlchemy's SQLite DateTime drops the timezone; storing text with an explicit +00:00 keeps rows unambiguous
+    when the file is read by other tools, and the fixed width keeps text order equal to time order."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Study(Base):
+    """One deployment of the study; ``manifest_sha256`` pins the materials folder it serves."""
+
+    __tablename__ = "study"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Asset(Base):
+    """A GIF in the materials folder. ``asset_id`` is opaque (content-hash based) so a URL reveals nothing; the
+    method/domain/attribute columns are for the analysis side only."""
+
+    __tablename__ = "asset"
+
+    asset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    relpath: Mapped[str] = mapped_column(Text)
+    method: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    attr_rank: Mapped[int | None] = mapped_column(Integer)
+    role: Mapped[str | None] = mapped_column(Text)
+
+
+class Participant(Base):
+    """A person in one part of one study. UNIQUE(study_id, external_pid): a returning Prolific id resumes."""
+
+    __tablename__ = "participant"
+    __table_args__ = (
+        UniqueConstraint("study_id", "external_pid", name="uq_participant_study_pid"),
+        CheckConstraint(_sql_in("part", PARTS), name="ck_participant_part"),
+        CheckConstraint(_sql_in("status", STATUSES), name="ck_participant_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))
+    external_pid: Mapped[str] = mapped_column(String(MAX_PID_CHARS))
+    part: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="consented")
+    seed: Mapped[int] = mapped_column(Integer)
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completion_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class ItemColumns:
+    """What a study item and a planned trial both carry: the condition (for analysis), the four asset ids in
+    display order (JSON list) and the Part 1 answer key (``correct_option``, never sent to the browser)."""
+
+    method: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    attr_i: Mapped[int | None] = mapped_column(Integer)
+    attr_j: Mapped[int | None] = mapped_column(Integer)
+    assets: Mapped[str] = mapped_column(Text)
+    correct_option: Mapped[str | None] = mapped_column(String(1))
+
+
+class Trial(ItemColumns, Base):
+    """One screen of a participant's plan. ``assets`` is a JSON list of 4 asset ids in display order (Part 1: the
+    two reference GIFs, then options A and B). ``correct_option`` is the Part 1 answer key, copied from
+    ``study_item`` when the plan is made."""
+
+    __tablename__ = "trial"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "seq", name="uq_trial_participant_seq"),
+        CheckConstraint(_sql_in("kind", TRIAL_KINDS), name="ck_trial_kind"),
+        CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_trial_correct"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Response(Base):
+    """The answer to a trial; UNIQUE(trial_id) is what makes a double submit record once."""
+
+    __tablename__ = "response"
+    __table_args__ = (CheckConstraint(f"choice IS NULL OR {_sql_in('choice', OPTIONS)}", name="ck_response_choice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id"), unique=True)
+    choice: Mapped[str | None] = mapped_column(String(1))
+    text_raw: Mapped[str | None] = mapped_column(Text)
+    text_norm: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rt_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class Event(Base):
+    """Audit log (resume, stale or duplicate submit, validation error, ...); ``detail`` is JSON text."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class StudyItem(ItemColumns, Base):
+    """An item of the study's materials (one manifest item). ``correct_option`` is the Part 1 answer key: it lives
+    here and in ``trial`` only, and ``study_items`` returns it separately from the items."""
+
+    __tablename__ = "study_item"
+    __table_args__ = (
+        CheckConstraint("part IN (1, 2)", name="ck_item_part"),
+        CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_item_correct"),
+    )
+
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
+    part: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
