@@ -69,5 +69,5 @@ def select_for_run(ctx: RunContext, found: AttFindResult) -> AttributeSet:
                                        "effects": "first order (gradient x displacement)"})
 
 
-METHOD = AttributeMethod("gradient", "Gradient (first-order AttFind)", "stylex", select_for_run, order=25,
-                         description="AttFind's selection on gradient x displacement estimates of the effects")
+METHOD = AttributeMethod("gradient", "Gradient", "stylex", select_for_run, order=25,
+                         description="first-order AttFind, its selection on gradient x displacement estimates")

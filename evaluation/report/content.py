@@ -173,9 +173,9 @@ def _method_sentence(results: BenchmarkResults, key: str) -> str:
     method = results.methods[key]
     curves = results.sufficiency.curves.get(key, {}) if results.sufficiency is not None else {}
     image_level = any(curves.get(strategy) is not None for strategy in ("independent", "subset"))
-    what = f" ({method.description})" if method.description else ""
-    return (f"{method.label}{what} runs on the {results.label(method.variant)} generator and edits "
-            f"{method.edit_rule}; Independent and Subset: {'measured' if image_level else 'n/a'}.")
+    what = f": {method.description};" if method.description else ""
+    return (f"{method.label}{what} runs on the {results.label(method.variant)} generator, edits "
+            f"{method.edit_rule}; Independent and Subset {'measured' if image_level else 'n/a'}.")
 
 
 def _reading_guide(results: BenchmarkResults) -> list[Block]:
