@@ -40,6 +40,7 @@ from PIL import Image
 from evaluation.methods import Method, registered
 from studies.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest
 from stylex import render
+from stylex.artifacts import write_json
 from stylex.attributes import Attribute, AttributeSet
 from stylex.data import build_dataset
 from stylex.editing import render as render_styles
@@ -301,13 +302,9 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         "assets": [assets.rows[a] for a in sorted(used)],
         "items": items,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out_dir / "manifest.json"
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(manifest_path)
+    manifest_path = write_json(out_dir / "manifest.json", manifest)
     if write_answer_key:
-        (out_dir / "answer_key.json").write_text(json.dumps(answers, indent=2, sort_keys=True) + "\n")
+        write_json(out_dir / "answer_key.json", dict(sorted(answers.items())))
     return manifest_path, answers
 
 

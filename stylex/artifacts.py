@@ -114,9 +114,14 @@ def load_tagged(path: Path, format_tag: str, map_location="cpu") -> dict:
     return payload
 
 
+def write_text(path: Path, text: str) -> Path:
+    """UTF-8 text, written atomically (a reader never sees half a file)."""
+    return atomic_write_bytes(Path(path), text.encode())
+
+
 def write_json(path: Path, value: Any) -> Path:
     """Indented JSON with a final newline, written atomically."""
-    return atomic_write_bytes(Path(path), (json.dumps(value, indent=2, default=str) + "\n").encode())
+    return write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -526,9 +526,8 @@ def load_config(preset: str = "demo", overrides: list[str] | None = None) -> Con
 
 
 def save_config(config: Config, run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(config.to_json() + "\n")
-    tmp.replace(path)
-    return path
+    # imported here: reading and checking configs (`show-config`, the study commands) needs no torch
+    from stylex.artifacts import write_text
+    from stylex.run import RunDir
+
+    return write_text(RunDir(run_dir).config, config.to_json() + "\n")
