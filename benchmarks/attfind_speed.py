@@ -78,7 +78,7 @@ def run_files(run: str, variant: str) -> tuple[Path, Path]:
     run_dir = Path(run)
     if not run_dir.is_dir():
         raise SystemExit(f"--run {run}: no such folder")
-    classifier_file = run_dir / "classifier.pt"
+    classifier_file = RunDir(run_dir).classifier
     checkpoint = RunDir(run_dir).checkpoint(variant)
     missing = [str(p) for p in (classifier_file, checkpoint) if not p.is_file()]
     if missing:
@@ -180,7 +180,7 @@ def benchmark(args: argparse.Namespace) -> None:
         overrides.append(f"data.root={args.root}")
     preset = args.config
     if preset is None:
-        run_config = Path(args.run) / "config.json" if args.run else None
+        run_config = RunDir(args.run).config if args.run else None
         preset = str(run_config) if run_config is not None and run_config.is_file() else "demo"
     config = load_config(preset, overrides)
     label = config.name if preset.endswith(".json") else preset

@@ -90,7 +90,7 @@ def removed_if_failed(run_dir: Path):
     try:
         yield
     except UserError:
-        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"config.json"}:
+        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {RunDir(run_dir).config.name}:
             RunDir(run_dir).config.unlink(missing_ok=True)
             for folder in created:
                 with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
