@@ -1,4 +1,5 @@
 import copy
+import shutil
 
 import torch
 
@@ -66,10 +67,12 @@ def test_a_coordinate_that_dominates_the_gradient_is_selected_first():
     assert (attfind(estimate, predicted, 1)[0].coordinate, attfind(estimate, predicted, 1)[0].direction) == (7, 0)
 
 
-def test_gradient_is_registered_and_selects_from_a_run(tiny_run):
+def test_gradient_is_registered_and_selects_from_a_run(tiny_run, tmp_path):
     spec = get("gradient")
     assert spec.variant == "stylex" and spec.image_level is False
-    ctx = open_run(tiny_run, cst=True)
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)  # AttFind writes stats and effects: the shared run stays as other tests need it
+    ctx = open_run(run_dir, cst=True)
     found = attfind_variant(ctx, progress=False)
     selected = spec.select(ctx, found)
     assert selected.method == "gradient" and selected.edit_rule == TOWARD_EXTREMES
