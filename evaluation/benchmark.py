@@ -1,11 +1,13 @@
-"""`stylex benchmark`: the comparison of Wu et al., StylEx w/o CST and StylEx on one dataset (DESIGN section 7).
+"""`stylex benchmark`: every registered method against every registered metric on one dataset (DESIGN section 7).
 
-classifier -> StylEx and StylEx w/o CST -> style statistics -> AttFind (both generators) and Wu et al. (on the
-w/o-CST generator) -> sufficiency, FID under perturbation, ground-truth recovery (shapes) -> report.
+classifier -> StylEx and StylEx w/o CST -> style statistics -> AttFind (both generators) -> each method's
+attribute set (`evaluation.methods`: StylEx, StylEx w/o CST, Wu et al. and the baselines under `baselines/`) ->
+figures -> each metric (`evaluation.metrics`: generator faithfulness, sufficiency, FID under perturbation,
+ground-truth recovery on shapes) -> report.
 
 Everything lands in the run directory and is reused on the next call: trained models are resumed (a finished
-one is loaded), effect tensors resume chunk by chunk, and every evaluation stage is stored in
-`benchmark/<stage>-<method>.json` under a key of what it depends on (model weights, styles, attributes,
+one is loaded), effect tensors resume chunk by chunk, and every metric's result per method is stored in
+`benchmark/<metric>-<method>.json` under a key of what it depends on (model weights, styles, attributes,
 settings), so rerunning after a crash or with a changed report only recomputes what changed.
 """
 
