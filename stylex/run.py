@@ -11,7 +11,6 @@
                 faithfulness/                held-out faithfulness of both generators
                 benchmark/                   cached benchmark stages, factor probes, FID references
                 report/                      the benchmark report
-                study/                       study materials
                 samples/, logs/, tensorboard/, <variant>_metrics.json   training outputs
 
 A shipped models folder (models/demo) has the same layout for the files it holds, so `RunDir` reads it too.
@@ -97,10 +96,6 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / "report"
-
-    @property
-    def study(self) -> Path:
-        return self.root / "study"
 
     def samples(self, variant: str) -> Path:
         return self.root / "samples" / variant
