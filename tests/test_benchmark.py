@@ -63,6 +63,11 @@ def test_micro_benchmark_writes_every_report_file(micro_run):
     assert set(metrics["fid"]["perturbation"]["stylex"]) == {"1.0", "2.0"}
     assert [r["i"] for r in metrics["fid"]["perturbation"]["wu"]["2.0"]] == [1, 2]
     assert set(metrics["recovery"]["methods"]) == set(methods)
+    cout = metrics["cout"]
+    assert set(cout["methods"]) == set(methods) and cout["steps"] == 20
+    for rows in cout["methods"].values():
+        assert [row["k"] for row in rows] == [1, 2, 3] and all(row["n"] == 8 for row in rows)
+        assert all(-1.0 <= row["mean"] <= 1.0 for row in rows)
     assert metrics["table3"]["rows"][0]["dataset"] == "shapes"
     assert (run_dir / "oracle.pt").is_file() and metrics["classifier"]["oracle_arch"] == "plain_cnn"
     for variant in ("stylex", "stylex-nocst"):
