@@ -68,6 +68,11 @@ def test_micro_benchmark_writes_every_report_file(micro_run):
     for rows in cout["methods"].values():
         assert [row["k"] for row in rows] == [1, 2, 3] and all(row["n"] == 8 for row in rows)
         assert all(-1.0 <= row["mean"] <= 1.0 for row in rows)
+    proximity = metrics["proximity"]["methods"]
+    assert set(proximity) == set(methods)
+    for rows in proximity.values():
+        assert [row["k"] for row in rows] == [1, 2, 3] and all(row["n"] == 8 for row in rows)
+        assert all(row["l1"]["mean"] >= 0 and row["lpips"]["mean"] >= 0 for row in rows)
     assert metrics["table3"]["rows"][0]["dataset"] == "shapes"
     assert (run_dir / "oracle.pt").is_file() and metrics["classifier"]["oracle_arch"] == "plain_cnn"
     for variant in ("stylex", "stylex-nocst"):
