@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from evaluation import generators, report
 from evaluation.methods import Method
 from evaluation.methods import registered as registered_methods
-from evaluation.metrics import Evaluated, MetricInputs
+from evaluation.metrics import Evaluated, Metric, MetricInputs
 from evaluation.metrics import registered as registered_metrics
 from evaluation.metrics.generators import RECONSTRUCTION_GRID
 from stylex.artifacts import config_diff, read_json
@@ -149,9 +150,24 @@ def figures_for(method: Method, ctx: RunContext, result: AttFindResult, report_d
 
 # ---- the benchmark --------------------------------------------------------------------------------------------
 
-def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
-    """The whole comparison on one run directory; returns the report folder."""
+def chosen_metrics(names: Sequence[str] | None = None) -> list[Metric]:
+    """The registered metrics named in `names` (all of them when None), in measuring order."""
+    metrics = registered_metrics()
+    if names is None:
+        return list(metrics)
+    known = {metric.name for metric in metrics}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise UserError(f"unknown metric {', '.join(map(repr, unknown)) or '(none given)'}; metrics: "
+                        f"{', '.join(metric.name for metric in metrics)}")
+    return [metric for metric in metrics if metric.name in names]
+
+
+def run_benchmark(config: Config, run_dir: Path, progress: bool = True, metrics: Sequence[str] | None = None) -> Path:
+    """The whole comparison on one run directory; returns the report folder. `metrics`: the names of the
+    registered metrics to measure (default: all); the report holds the sections of those measured."""
     started = time.perf_counter()
+    chosen = chosen_metrics(metrics)
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     timer = Timer()
@@ -187,18 +203,13 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
                 "attributes": figures_for(item.method, item.ctx, item.result, report_dir)}
     inputs = MetricInputs(config, run, items, device, report_dir, progress)
     measured: dict[str, dict] = {}
-    for metric in registered_metrics():
+    for metric in chosen:
         if not metric.applies(config):
             log.info("%s: skipped for %s (%s)", metric.name, config.data.dataset, metric.skipped_because)
             continue
         with timer.stage(metric.name):
             measured[metric.name] = metric.measure(inputs)
 
-    k = config.evaluation.table_k
-    table_row = {"dataset": config.data.dataset}
-    for key, strategies in measured["sufficiency"]["curves"].items():
-        cell = strategies["class_level"][k - 1] if strategies.get("class_level") else None
-        table_row[key] = None if cell is None else {name: cell[name] for name in ("fraction", "ci_low", "ci_high")}
     ctx0 = items[-1].ctx
     metrics = {
         "format": "stylex-benchmark", "format_version": 1,
@@ -211,16 +222,17 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
                        "oracle_arch": model_metrics["oracle"].get("arch"),
                        "oracle_test_accuracy": model_metrics["oracle"].get("test", {}).get("accuracy")},
         "methods": method_rows,
-        "generators": measured["generators"],
-        "reconstruction_grid": RECONSTRUCTION_GRID,
-        "sufficiency": measured["sufficiency"],
-        "table3": {"k": k, "strategy": "class_level", "rows": [table_row]},
-        "fid": measured["fid"],
+        "generators": measured.get("generators"),
+        "reconstruction_grid": RECONSTRUCTION_GRID if "generators" in measured else None,
+        "sufficiency": measured.get("sufficiency"),
+        "table3": table3(config, measured.get("sufficiency")),
+        "fid": measured.get("fid"),
         "timings": timer.seconds,
         "settings": {"attfind": dataclasses.asdict(config.attfind),
                      "evaluation": dataclasses.asdict(config.evaluation)},
     }
     metrics.update({name: value for name, value in measured.items() if name not in metrics})
+    metrics = {name: value for name, value in metrics.items() if value is not None}
     metrics["run"]["wall_time_s"] = round(time.perf_counter() - started, 1)
     written = report.write_report(metrics, report_dir)
     print(summary_line(metrics))
@@ -228,7 +240,22 @@ def run_benchmark(config: Config, run_dir: Path, progress: bool = True) -> Path:
     return report_dir
 
 
+def table3(config: Config, sufficiency: dict | None) -> dict | None:
+    """Table 3's row for this dataset: class-level sufficiency at evaluation.table_k per method."""
+    if sufficiency is None:
+        return None
+    k = config.evaluation.table_k
+    row = {"dataset": config.data.dataset}
+    for key, strategies in sufficiency["curves"].items():
+        cell = strategies["class_level"][k - 1] if strategies.get("class_level") else None
+        row[key] = None if cell is None else {name: cell[name] for name in ("fraction", "ci_low", "ci_high")}
+    return {"k": k, "strategy": "class_level", "rows": [row]}
+
+
 def summary_line(metrics: dict) -> str:
+    if "table3" not in metrics:
+        names = [metric.name for metric in registered_metrics() if metric.name in metrics]
+        return f"measured: {', '.join(names) or 'no metric'} (no Table 3 without sufficiency)"
     row = metrics["table3"]["rows"][0]
     cells = "; ".join(f"{method['label']} {report.format_interval(row.get(key))}"
                       for key, method in metrics["methods"].items())

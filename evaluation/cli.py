@@ -45,9 +45,10 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     if args.features:
         args.overrides.append(f"evaluation.fid_features={args.features}")
+    metrics = None if args.metrics is None else [name.strip() for name in args.metrics.split(",") if name.strip()]
     config, run_dir = resolve_config(args)
     with removed_if_failed(run_dir):
-        run_benchmark(config, run_dir)
+        run_benchmark(config, run_dir, metrics=metrics)
 
 
 def add_commands(commands) -> None:
@@ -60,3 +61,6 @@ def add_commands(commands) -> None:
                        help="FID features: inception (needs pt_inception-2015-12-05-6726825d.pth in the torch "
                        "cache) or classifier (the explained classifier's penultimate layer, reported as a "
                        "'classifier-feature Frechet distance', never as FID); default: evaluation.fid_features")
+    bench.add_argument("--metrics", metavar="NAMES",
+                       help="comma-separated registered metrics to measure (default: all), e.g. sufficiency,cout; "
+                       "an unknown name lists the registered ones")
