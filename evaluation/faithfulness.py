@@ -69,7 +69,7 @@ def input_dependence(inputs, outputs) -> float:
 
 
 @torch.no_grad()
-def _predictions(classifier, images: Tensor, batch_size: int = AGREEMENT_BATCH) -> Tensor:
+def predictions(classifier, images: Tensor, batch_size: int = AGREEMENT_BATCH) -> Tensor:
     device = _device(classifier)
     with _eval_mode(classifier):
         return torch.cat([classifier(images[i:i + batch_size].to(device, torch.float32)).argmax(dim=1).cpu()
@@ -81,7 +81,7 @@ def agreement(classifier, images: Tensor, reconstructions: Tensor, batch_size: i
     if images.shape[0] == 0 or images.shape[0] != reconstructions.shape[0]:
         raise UserError(f"agreement needs paired, non-empty batches, got {images.shape[0]} images and "
                         f"{reconstructions.shape[0]} reconstructions")
-    same = _predictions(classifier, images, batch_size) == _predictions(classifier, reconstructions, batch_size)
+    same = predictions(classifier, images, batch_size) == predictions(classifier, reconstructions, batch_size)
     return float(same.double().mean())
 
 

@@ -329,7 +329,7 @@ def train_probes(dataset: ImageDataset, settings: ProbeSettings | None = None, d
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     probes.eval().requires_grad_(False)
     reference_rows = torch.randperm(len(dataset), generator=generator)[:REFERENCE_IMAGES]
-    probes.reference = _reference_scales(_true_outputs(factors[reference_rows]))
+    probes.reference = reference_scales(true_outputs(factors[reference_rows]))
     log.info("factor probes trained (%d steps, final batch loss %.3f)", settings.steps, loss.item())
     return probes
 
@@ -376,7 +376,7 @@ def _pair_distances(before: dict[str, Tensor], after: dict[str, Tensor]) -> dict
     return result
 
 
-def _true_outputs(factors: Tensor) -> dict[str, Tensor]:
+def true_outputs(factors: Tensor) -> dict[str, Tensor]:
     """What a perfect probe would output for these factor rows (the probe space of `FactorProbes.outputs`)."""
     shapes = factors[:, _COLUMN["shape"]].round().long()
     out = {"shape": F.one_hot(shapes, len(SHAPE_NAMES)).float(), "spot": factors[:, _COLUMN["spot"]],
@@ -388,7 +388,7 @@ def _true_outputs(factors: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def _reference_scales(outputs: dict[str, Tensor]) -> dict[str, float]:
+def reference_scales(outputs: dict[str, Tensor]) -> dict[str, float]:
     """Mean change measure over all pairs of distinct images (given by their probe-space outputs): the unit of
     `factor_changes`."""
     before = {name: value.unsqueeze(1) for name, value in outputs.items()}
@@ -411,6 +411,19 @@ def _normalized_changes(probes: FactorProbes, before: dict[str, Tensor], after: 
         mean = float((distance * weight).sum()) / total if total >= 1.0 else 0.0
         changes[name] = mean / probes.reference[name]
     return {name: changes[name] for name in FACTOR_NAMES}
+
+
+def image_factor_changes(reference: dict[str, float], before: dict[str, Tensor], after: dict[str, Tensor]
+                         ) -> Tensor:
+    """[N, factors] (FACTOR_NAMES order): each image's change of every factor between two probe-space outputs
+    (`FactorProbes.outputs`, or `true_outputs` of known factors), divided by the factor's `reference` scale.
+    Rotation counts only where the image is the same polygon before and after (else there is no angle to compare)."""
+    columns = []
+    for name, (distance, weight) in ((name, _pair_distances(before, after)[name]) for name in FACTOR_NAMES):
+        comparable = weight >= 0.5
+        change = torch.where(comparable, distance / weight.clamp_min(0.5), torch.zeros_like(distance))
+        columns.append(change / reference[name])
+    return torch.stack(columns, dim=1)
 
 
 def factor_changes(probes: FactorProbes, before_images: Tensor, after_images: Tensor) -> dict[str, float]:

@@ -337,6 +337,7 @@ class EvaluationConfig:
     fid_top: int = 10  # FID of counterfactuals with the top-i attributes changed, i = 1..fid_top
     recovery_k: int = 10  # shapes only: precision and distinctness of each method's top-k
     probe_steps: int = 3000  # training steps of the shapes factor probes (600 read shape kind 85% right)
+    runtime_images: int = 4  # images explained one at a time to time each method and strategy
     start_from: str = ""  # folder of trained models (classifier.pt, checkpoints/) copied into a new run
 
     def __post_init__(self):
@@ -346,7 +347,8 @@ class EvaluationConfig:
             raise UserError(f"evaluation.strategies must be a non-empty subset of {', '.join(STRATEGIES)}, "
                             f"got {self.strategies}")
         check_choice("evaluation.fid_features", self.fid_features, FID_FEATURES)
-        for name in ("max_k", "table_k", "subset_candidates", "fid_top", "recovery_k", "probe_steps"):
+        for name in ("max_k", "table_k", "subset_candidates", "fid_top", "recovery_k", "probe_steps",
+                     "runtime_images"):
             check_int(f"evaluation.{name}", getattr(self, name), 1)
         check_int("evaluation.num_images", self.num_images, 0, note=" (0 = all AttFind images)")
         if self.table_k > self.max_k:

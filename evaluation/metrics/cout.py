@@ -1,12 +1,12 @@
 """`cout`: COUT of each method's class-level counterfactuals (`evaluation.cout`), at k = 1, the middle of the curve
-and `evaluation.max_k`, each image toward its target class; mean, std and N per k."""
+and `evaluation.max_k`, each image toward its target class; mean, std, 95% interval of the mean and N per k."""
 
 from __future__ import annotations
 
 import torch
 
-from evaluation import counterfactuals
 from evaluation.cout import DEFAULT_STEPS, cout
+from evaluation.intervals import mean_interval
 from evaluation.metrics.base import Evaluated, Metric, MetricInputs
 
 
@@ -20,17 +20,16 @@ def rows_of(inputs: MetricInputs, item: Evaluated) -> list[dict]:
     model = item.ctx.model
 
     def compute() -> list[dict]:
-        images, logits, targets = counterfactuals.reconstruction(model, item.styles)
-        source = logits.argmax(dim=1).cpu()
+        recon = inputs.reconstructions(item)
+        source = recon.logits.argmax(dim=1)
+        targets = recon.targets.to(source.device)
         rows = []
-        for k, edited, _, _ in counterfactuals.class_level(model, item.styles, item.method, ks, shift, targets):
-            scores = cout(model.classifier, images, edited, source.to(images.device), targets.to(images.device))
-            scores = scores.double().cpu()
-            rows.append({"k": k, "mean": float(scores.mean()), "std": float(scores.std(unbiased=False)),
-                         "n": int(scores.numel())})
+        for k, counterfactual in inputs.counterfactuals(item, ks).items():
+            scores = cout(model.classifier, recon.images, counterfactual.images, source, targets)
+            rows.append({"k": k, **mean_interval(scores.cpu()), "n": int(scores.numel())})
         return rows
 
-    key = item.key(stage="cout", shift=shift, ks=ks, steps=DEFAULT_STEPS)
+    key = item.key(stage="cout", intervals=True, shift=shift, ks=ks, steps=DEFAULT_STEPS)
     return inputs.cached(f"cout-{item.method.key}", key, compute)
 
 
