@@ -2,13 +2,15 @@
 
 classifier -> StylEx and StylEx w/o CST -> style statistics -> AttFind (both generators) -> each method's
 attribute set (`evaluation.methods`: StylEx, StylEx w/o CST, Wu et al. and the baselines under `baselines/`) ->
-figures -> each metric (`evaluation.metrics`: generator faithfulness, sufficiency, FID under perturbation,
-ground-truth recovery on shapes) -> report.
+figures -> each metric (`evaluation.metrics`: generator faithfulness, sufficiency and faithful sufficiency, oracle
+validity, FID under perturbation, COUT, proximity, ground-truth recovery and off-target changes on shapes, runtime;
+`--metrics` picks a subset) -> report.
 
 Everything lands in the run directory and is reused on the next call: trained models are resumed (a finished
 one is loaded), effect tensors resume chunk by chunk, and every metric's result per method is stored in
 `benchmark/<metric>-<method>.json` under a key of what it depends on (model weights, styles, attributes,
-settings), so rerunning after a crash or with a changed report only recomputes what changed.
+settings), so rerunning after a crash or with a changed report only recomputes what changed (runtime, a property of
+the machine and the moment, is measured again every time).
 """
 
 from __future__ import annotations
