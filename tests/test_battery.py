@@ -11,7 +11,6 @@ from evaluation.validity import validity_row
 from stylex.data.shapes import CAUSAL_FACTORS, FACTOR_NAMES, sample_factors
 from stylex.errors import UserError
 
-
 # ---- faithful sufficiency ----------------------------------------------------------------------------------------
 
 def test_faithful_sufficiency_counts_only_the_kept_images():
