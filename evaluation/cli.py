@@ -1,4 +1,4 @@
-"""`stylex faithfulness` and `stylex benchmark`: the evaluation package's subcommands.
+"""`stylex faithfulness`, `stylex benchmark` and `stylex report`: the evaluation package's subcommands.
 
 They plug into the `stylex` command through the `stylex.commands` entry-point group (pyproject.toml), since stylex
 imports nothing of evaluation. The handlers import the library lazily, so `stylex --help` stays fast."""
@@ -6,6 +6,7 @@ imports nothing of evaluation. The handlers import the library lazily, so `style
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from stylex.cli import add_command, add_config_options, add_run_options, removed_if_failed, resolve_config
 from stylex.config import load_config
@@ -51,8 +52,36 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         run_benchmark(config, run_dir, metrics=metrics)
 
 
+COMBINED_REPORT_DIR = Path("reports/combined")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Render benchmark reports from metrics.json alone. With one RUN_OR_METRICS (a run directory, its report folder
+    or a metrics.json), render that run's report again, into its own report folder or --out. With several, write
+    one report across them into --out (default reports/combined): Table 3 with a row per dataset, as in the paper,
+    its companion tables (the counterfactual metric battery) and a link to each run's own report."""
+    from evaluation.report import HTML_FILE, rerender_report, write_combined_report
+
+    if len(args.sources) == 1:
+        written = rerender_report(args.sources[0], args.out)
+    else:
+        written = write_combined_report(args.sources, args.out or COMBINED_REPORT_DIR)
+    page = next(path for path in written if path.name == HTML_FILE)
+    print(f"report: {page} ({len(written)} files)")
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_METRICS",
+                        help="a run directory (runs/NAME), its report folder or a metrics.json written by "
+                        "`stylex benchmark`")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder to write the report into (default: the run's own report folder for one run, "
+                        f"{COMBINED_REPORT_DIR} for several)")
+
+
 def add_commands(commands) -> None:
-    """Add `faithfulness` and `benchmark` to the `stylex` subcommands (`commands`: argparse's subparsers action)."""
+    """Add `faithfulness`, `benchmark` and `report` to the `stylex` subcommands (`commands`: argparse's subparsers
+    action)."""
     add_command(commands, "faithfulness", cmd_faithfulness,
                 "measure how faithfully the generators reconstruct held-out images", add_run_options)
     bench = add_command(commands, "benchmark", cmd_benchmark,
@@ -64,3 +93,6 @@ def add_commands(commands) -> None:
     bench.add_argument("--metrics", metavar="NAMES",
                        help="comma-separated registered metrics to measure (default: all), e.g. sufficiency,cout; "
                        "an unknown name lists the registered ones")
+    add_command(commands, "report", cmd_report,
+                "render a run's report again from metrics.json, or one report across runs (Table 3 per dataset)",
+                add_report_options)

@@ -8,7 +8,8 @@ interpret are kept as they are), so a report re-rendered from metrics.json write
 
 Methods are open-ended: the results hold whichever methods were run, each with its own label, generator (variant)
 and edit rule; a method without image-level strategies has null curves for them. Sections a run did not produce
-(no "fid" when the distance was skipped, no "recovery" off the shapes dataset) are None.
+(no "fid" when the distance was skipped, no "recovery" or "off_target" off the shapes dataset, no metric that
+`--metrics` left out) are None.
 
 Naming rule (DESIGN.md section 7): a Frechet distance on anything but InceptionV3 features is never called FID;
 results that label such a distance "FID" are rejected.
@@ -16,13 +17,28 @@ results that label such a distance "FID" are rejected.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from evaluation.records import (
+    INTEGER,
+    NUMBER,
+    NUMBER_OR_NULL,
+    SCALAR,
+    TEXT,
+    At,
+    Reader,
+    Readers,
+    Record,
+    list_of,
+    map_of,
+    or_null,
+    read_field,
+    read_object,
+)
 from stylex.errors import UserError
 
 FORMAT = "stylex-benchmark"
@@ -31,96 +47,11 @@ INCEPTION_FEATURES = "inception"
 
 Number = int | float
 
-# ---------------------------------------------------------------------------------------------------- checking
-
-
-@dataclass(frozen=True)
-class _At:
-    """Where a value sits in the results being read, for messages that name the field and the file."""
-
-    source: str
-    path: str = ""
-
-    def key(self, name: str) -> _At:
-        return _At(self.source, f"{self.path}.{name}" if self.path else name)
-
-    def entry(self, name: str) -> _At:
-        return _At(self.source, f"{self.path}[{name!r}]")
-
-    def index(self, position: int) -> _At:
-        return _At(self.source, f"{self.path}[{position}]")
-
-    def error(self, problem: str) -> UserError:
-        return UserError(f"{self.source}: {self.path or 'the results'} {problem}")
-
-
-def _shown(value: object) -> str:
-    text = "null" if value is None else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """A JSON scalar type: reading returns the value unchanged (an int stays an int) or raises naming the field."""
-
-    expected: str
-    accepts: Callable[[object], bool]
-
-    def __call__(self, value: object, at: _At) -> Any:
-        if not self.accepts(value):
-            raise at.error(f"must be {self.expected}, got {_shown(value)}")
-        return value
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-TEXT = _Kind("a string", lambda value: isinstance(value, str))
-INTEGER = _Kind("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool))
-NUMBER = _Kind("a number", _is_number)
-NUMBER_OR_NULL = _Kind("a number or null", lambda value: value is None or _is_number(value))
-SCALAR = _Kind("a string, number, boolean or null",
-               lambda value: value is None or isinstance(value, (str, int, float, bool)))
-
-Reader = Callable[[object, _At], Any]
-
-
-def _object(value: object, at: _At) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise at.error(f"must be an object, got {_shown(value)}")
-    return value
-
-
-def _list_of(read: Reader) -> Reader:
-    def read_list(value: object, at: _At) -> tuple:
-        if not isinstance(value, list):
-            raise at.error(f"must be a list, got {_shown(value)}")
-        return tuple(read(item, at.index(position)) for position, item in enumerate(value))
-
-    read_list.expected = "a list"
-    return read_list
-
-
-def _map_of(read: Reader) -> Reader:
-    def read_map(value: object, at: _At) -> dict:
-        return {name: read(item, at.entry(name)) for name, item in _object(value, at).items()}
-
-    return read_map
-
-
-def _or_null(read: Reader) -> Reader:
-    def read_or_null(value: object, at: _At) -> Any:
-        return None if value is None else read(value, at)
-
-    read_or_null.expected = f"{getattr(read, 'expected', 'an object')} or null"
-    return read_or_null
-
 
 def _shift_sizes(read: Reader) -> Reader:
     """A map keyed by shift sizes; JSON keys are strings, so each must read as a number ("0.5", "1.0")."""
-    def read_shifts(value: object, at: _At) -> dict:
-        shifts = _map_of(read)(value, at)
+    def read_shifts(value: object, at: At) -> dict:
+        shifts = map_of(read)(value, at)
         for shift in shifts:
             try:
                 float(shift)
@@ -131,74 +62,7 @@ def _shift_sizes(read: Reader) -> Reader:
     return read_shifts
 
 
-def _field(data: Mapping, at: _At, key: str, read: Reader, *, optional: bool = False) -> Any:
-    """data[key] read by `read`; an optional field that is absent or null is None, a required one must be there."""
-    if key not in data or (optional and data[key] is None):
-        if optional:
-            return None
-        raise at.key(key).error(f"is missing ({getattr(read, 'expected', 'an object')})")
-    return read(data[key], at.key(key))
-
-
-# ---------------------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """An object of the results. `extra` keeps the keys this schema does not interpret and `key_order` the order
-    the keys were read in, so that `to_dict` gives back what was read; an object built in code has neither and
-    writes its fields in declaration order, leaving out optional ones (default None) that are None."""
-
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    key_order: tuple[str, ...] = field(default=(), repr=False, compare=False)
-
-    @classmethod
-    def read(cls, value: object, at: _At):
-        data = _object(value, at)
-        values = cls._read_fields(data, at)
-        known = cls._json_keys(values)
-        return cls(**values, extra={key: data[key] for key in data if key not in known}, key_order=tuple(data))
-
-    @classmethod
-    def _read_fields(cls, data: Mapping, at: _At) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def _json_keys(cls, values: Mapping[str, Any]) -> set[str]:
-        return set(values)
-
-    def _json_items(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)
-                if item.name not in ("extra", "key_order")}
-
-    def to_dict(self) -> dict[str, Any]:
-        items = {**self._json_items(), **self.extra}
-        defaults = {item.name: _default(item) for item in dataclasses.fields(self)}
-
-        def is_default(key: str) -> bool:
-            return key in defaults and items[key] == defaults[key]
-
-        if self.key_order:  # as read, then whatever was set since that is not a field's default
-            keys = [key for key in self.key_order if key in items]
-            keys += [key for key in items if key not in self.key_order and not is_default(key)]
-        else:  # built in code: every field but the optional ones left at None
-            keys = [key for key in items if not (items[key] is None and is_default(key))]
-        return {key: _json(items[key]) for key in keys}
-
-
-def _default(item: dataclasses.Field) -> Any:
-    """A field's default value; dataclasses.MISSING (equal to no value) for a required field."""
-    return item.default if item.default_factory is dataclasses.MISSING else item.default_factory()
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return {key: _json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(item) for item in value]
-    return value
+# ---------------------------------------------------------------------------------------------------- results
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,12 +74,8 @@ class Run(Record):
     device: str
     created: str
     wall_time_s: Number | None = None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        values = {key: _field(data, at, key, TEXT)
-                  for key in ("name", "config", "run_dir", "code_version", "device", "created")}
-        return {**values, "wall_time_s": _field(data, at, "wall_time_s", NUMBER, optional=True)}
+    READ: ClassVar[Readers] = {**dict.fromkeys(("name", "config", "run_dir", "code_version", "device", "created"),
+                                             TEXT), "wall_time_s": NUMBER}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,12 +83,7 @@ class Dataset(Record):
     name: str
     classes: tuple[str, ...]
     resolution: int | None = None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"name": _field(data, at, "name", TEXT),
-                "classes": _field(data, at, "classes", _list_of(TEXT)),
-                "resolution": _field(data, at, "resolution", INTEGER, optional=True)}
+    READ: ClassVar[Readers] = {"name": TEXT, "classes": list_of(TEXT), "resolution": INTEGER}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,13 +92,8 @@ class Classifier(Record):
     test_accuracy: Number | None
     oracle_arch: str | None = None
     oracle_test_accuracy: Number | None = None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"arch": _field(data, at, "arch", TEXT),
-                "test_accuracy": _field(data, at, "test_accuracy", NUMBER_OR_NULL),
-                "oracle_arch": _field(data, at, "oracle_arch", TEXT, optional=True),
-                "oracle_test_accuracy": _field(data, at, "oracle_test_accuracy", NUMBER, optional=True)}
+    READ: ClassVar[Readers] = {"arch": TEXT, "test_accuracy": NUMBER_OR_NULL, "oracle_arch": TEXT,
+                               "oracle_test_accuracy": NUMBER}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,16 +111,9 @@ class Attribute(Record):
     panel: str | None = None
     flicker: str | None = None
     sweep: str | None = None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        values = {"rank": _field(data, at, "rank", INTEGER), "layer": _field(data, at, "layer", TEXT),
-                  "channel": _field(data, at, "channel", INTEGER),
-                  "direction": _field(data, at, "direction", TEXT),
-                  "target": _field(data, at, "target", TEXT),
-                  "score": _field(data, at, "score", NUMBER_OR_NULL),
-                  "mean_effect": _field(data, at, "mean_effect", NUMBER, optional=True)}
-        return values | {key: _field(data, at, key, TEXT, optional=True) for key in ("panel", "flicker", "sweep")}
+    READ: ClassVar[Readers] = {"rank": INTEGER, "layer": TEXT, "channel": INTEGER, "direction": TEXT, "target": TEXT,
+                               "score": NUMBER_OR_NULL, "mean_effect": NUMBER,
+                               **dict.fromkeys(("panel", "flicker", "sweep"), TEXT)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,13 +123,8 @@ class Method(Record):
     edit_rule: str
     attributes: tuple[Attribute, ...] = ()
     description: str | None = None  # what the method does, in a phrase (the report's reading guide)
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        values = {key: _field(data, at, key, TEXT) for key in ("label", "variant", "edit_rule")}
-        attributes = _field(data, at, "attributes", _list_of(Attribute.read), optional=True)
-        return {**values, "attributes": attributes or (),
-                "description": _field(data, at, "description", TEXT, optional=True)}
+    READ: ClassVar[Readers] = {"label": TEXT, "variant": TEXT, "edit_rule": TEXT,
+                               "attributes": list_of(Attribute.read), "description": TEXT}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,7 +139,7 @@ class Generator(Record):
     def _read_fields(cls, data, at):
         measurements = {key: SCALAR(value, at.key(key)) for key, value in data.items() if key != "gate_failures"}
         return {"measurements": measurements,
-                "gate_failures": _field(data, at, "gate_failures", _list_of(TEXT), optional=True)}
+                "gate_failures": read_field(data, at, "gate_failures", list_of(TEXT), optional=True)}
 
     @classmethod
     def _json_keys(cls, values):
@@ -318,10 +156,7 @@ class Interval(Record):
     fraction: Number | None
     ci_low: Number | None
     ci_high: Number | None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {key: _field(data, at, key, NUMBER_OR_NULL) for key in ("fraction", "ci_low", "ci_high")}
+    READ: ClassVar[Readers] = dict.fromkeys(("fraction", "ci_low", "ci_high"), NUMBER_OR_NULL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,15 +166,7 @@ class CurvePoint(Interval):
     k: int
     flipped: int
     images: int
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        counts = {key: _field(data, at, key, INTEGER) for key in ("k", "flipped", "images")}
-        return counts | super()._read_fields(data, at)
-
-    def _json_items(self):
-        items = super()._json_items()
-        return {key: items[key] for key in ("k", "flipped", "images", "fraction", "ci_low", "ci_high")}
+    READ: ClassVar[Readers] = {**dict.fromkeys(("k", "flipped", "images"), INTEGER), **Interval.READ}
 
 
 # {method: {strategy ("class_level", "independent", "subset"): points, or None where the method has no such strategy}}
@@ -352,13 +179,8 @@ class Sufficiency(Record):
     shift_size: Number
     max_k: int
     curves: Curves
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"num_images": _field(data, at, "num_images", INTEGER),
-                "shift_size": _field(data, at, "shift_size", NUMBER),
-                "max_k": _field(data, at, "max_k", INTEGER),
-                "curves": _field(data, at, "curves", _map_of(_map_of(_or_null(_list_of(CurvePoint.read)))))}
+    READ: ClassVar[Readers] = {"num_images": INTEGER, "shift_size": NUMBER, "max_k": INTEGER,
+                               "curves": map_of(map_of(or_null(list_of(CurvePoint.read))))}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,8 +192,8 @@ class Table3Row(Record):
 
     @classmethod
     def _read_fields(cls, data, at):
-        cells = {key: _or_null(Interval.read)(value, at.key(key)) for key, value in data.items() if key != "dataset"}
-        return {"dataset": _field(data, at, "dataset", TEXT), "cells": cells}
+        cells = {key: or_null(Interval.read)(value, at.key(key)) for key, value in data.items() if key != "dataset"}
+        return {"dataset": read_field(data, at, "dataset", TEXT), "cells": cells}
 
     @classmethod
     def _json_keys(cls, values):
@@ -386,11 +208,7 @@ class Table3(Record):
     k: int
     strategy: str
     rows: tuple[Table3Row, ...]
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"k": _field(data, at, "k", INTEGER), "strategy": _field(data, at, "strategy", TEXT),
-                "rows": _field(data, at, "rows", _list_of(Table3Row.read))}
+    READ: ClassVar[Readers] = {"k": INTEGER, "strategy": TEXT, "rows": list_of(Table3Row.read)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,10 +217,7 @@ class DistancePoint(Record):
 
     i: int
     value: Number | None
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"i": _field(data, at, "i", INTEGER), "value": _field(data, at, "value", NUMBER_OR_NULL)}
+    READ: ClassVar[Readers] = {"i": INTEGER, "value": NUMBER_OR_NULL}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,6 +230,9 @@ class Distance(Record):
     reference: str
     reconstruction: Mapping[str, Number | None]  # by generator key
     perturbation: Mapping[str, Mapping[str, tuple[DistancePoint, ...] | None]]  # {method: {shift size: points}}
+    READ: ClassVar[Readers] = {"features": TEXT, "label": TEXT, "num_images": INTEGER, "reference": TEXT,
+                               "reconstruction": map_of(NUMBER_OR_NULL),
+                               "perturbation": map_of(_shift_sizes(or_null(list_of(DistancePoint.read))))}
 
     @property
     def is_fid(self) -> bool:
@@ -428,17 +246,14 @@ class Distance(Record):
 
     @classmethod
     def _read_fields(cls, data, at):
-        values = {key: _field(data, at, key, TEXT) for key in ("features", "label", "reference")}
+        values = super()._read_fields(data, at)
         if not values["label"].strip():
             raise at.key("label").error("must name the distance, got an empty string")
         if values["features"] != INCEPTION_FEATURES and "FID" in values["label"]:
             raise at.key("label").error(
                 f"is {values['label']!r}, but the distance was computed on {values['features']!r} features: only "
                 "Inception features give FID; name it as a Frechet distance on those features")
-        points = _shift_sizes(_or_null(_list_of(DistancePoint.read)))
-        return {**values, "num_images": _field(data, at, "num_images", INTEGER),
-                "reconstruction": _field(data, at, "reconstruction", _map_of(NUMBER_OR_NULL)),
-                "perturbation": _field(data, at, "perturbation", _map_of(points))}
+        return values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -450,13 +265,8 @@ class MethodRecovery(Record):
     distinct_factors: int | None
     distinct_causal: int | None
     factors: tuple[str, ...]  # the factor each top attribute changes, in rank order
-
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"precision": _field(data, at, "precision", NUMBER_OR_NULL),
-                "distinct_factors": _field(data, at, "distinct_factors", _or_null(INTEGER)),
-                "distinct_causal": _field(data, at, "distinct_causal", _or_null(INTEGER)),
-                "factors": _field(data, at, "factors", _list_of(TEXT))}
+    READ: ClassVar[Readers] = {"precision": NUMBER_OR_NULL, "distinct_factors": or_null(INTEGER),
+                               "distinct_causal": or_null(INTEGER), "factors": list_of(TEXT)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -466,14 +276,162 @@ class Recovery(Record):
     factors: tuple[str, ...]
     probe_quality: Mapping[str, Number | None]
     methods: Mapping[str, MethodRecovery]
+    READ: ClassVar[Readers] = {"k": INTEGER, "causal": list_of(TEXT), "factors": list_of(TEXT),
+                               "probe_quality": map_of(NUMBER_OR_NULL),
+                               "methods": map_of(MethodRecovery.read)}
 
-    @classmethod
-    def _read_fields(cls, data, at):
-        return {"k": _field(data, at, "k", INTEGER),
-                "causal": _field(data, at, "causal", _list_of(TEXT)),
-                "factors": _field(data, at, "factors", _list_of(TEXT)),
-                "probe_quality": _field(data, at, "probe_quality", _map_of(NUMBER_OR_NULL)),
-                "methods": _field(data, at, "methods", _map_of(MethodRecovery.read))}
+
+# ---------------------------------------------------------------------------------------------------- the battery
+# The counterfactual metrics of issue 14, each a section a run may lack; the layouts are the metric modules'
+# (evaluation/metrics/), checked here like every other section.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mean(Record):
+    """A mean over counterfactuals, its standard deviation and the normal 95% interval of the mean."""
+
+    mean: Number
+    std: Number
+    ci_low: Number
+    ci_high: Number
+    READ: ClassVar[Readers] = dict.fromkeys(("mean", "std", "ci_low", "ci_high"), NUMBER)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaithfulMethod(Record):
+    """A method's sufficiency over the `kept` of `images` images whose reconstruction keeps the real image's
+    decision (every point counts `kept` images); a strategy the method lacks is None."""
+
+    kept: int
+    images: int
+    curves: Mapping[str, tuple[CurvePoint, ...] | None]
+    READ: ClassVar[Readers] = {"kept": INTEGER, "images": INTEGER,
+                               "curves": map_of(or_null(list_of(CurvePoint.read)))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaithfulJudge(Record):
+    methods: Mapping[str, FaithfulMethod]
+    READ: ClassVar[Readers] = {"methods": map_of(FaithfulMethod.read)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaithfulSufficiency(Record):
+    """Sufficiency over the images whose reconstruction keeps the decision, per judge of that decision: "explained"
+    (the explained classifier) and "oracle" (the independent classifier; absent when the run has none)."""
+
+    shift_size: Number
+    max_k: int
+    judges: Mapping[str, FaithfulJudge]
+    READ: ClassVar[Readers] = {"shift_size": NUMBER, "max_k": INTEGER, "judges": map_of(FaithfulJudge.read)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassLevelMetric(Record):
+    """A metric of the class-level counterfactuals: per method, its points in k order, each with its `k`."""
+
+    strategy: str
+    shift_size: Number
+    methods: Mapping[str, tuple[Any, ...]]
+
+
+_CLASS_LEVEL: Readers = {"strategy": TEXT, "shift_size": NUMBER}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidityPoint(Interval):
+    """Of `images` counterfactuals, `flipped` changed the explained classifier's decision and `confirmed` of those
+    the oracle's too: fraction = confirmed / images (Wilson 95%), agreement = confirmed / flipped (None: no flip)."""
+
+    k: int
+    images: int
+    flipped: int
+    confirmed: int
+    agreement: Number | None
+    READ: ClassVar[Readers] = {**dict.fromkeys(("k", "images", "flipped", "confirmed"), INTEGER), **Interval.READ,
+                               "agreement": NUMBER_OR_NULL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Validity(ClassLevelMetric):
+    methods: Mapping[str, tuple[ValidityPoint, ...]]
+    READ: ClassVar[Readers] = {**_CLASS_LEVEL, "methods": map_of(list_of(ValidityPoint.read))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoutPoint(Mean):
+    """COUT (Khorram & Fuxin 2022, in [-1, 1]) of `n` counterfactuals with the top k attributes changed."""
+
+    k: int
+    n: int
+    READ: ClassVar[Readers] = {"k": INTEGER, **Mean.READ, "n": INTEGER}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cout(ClassLevelMetric):
+    steps: int
+    methods: Mapping[str, tuple[CoutPoint, ...]]
+    READ: ClassVar[Readers] = {"steps": INTEGER, **_CLASS_LEVEL, "methods": map_of(list_of(CoutPoint.read))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProximityPoint(Record):
+    """L1 and LPIPS of `n` counterfactuals with the top k attributes changed to the reconstructions they edit."""
+
+    k: int
+    l1: Mean
+    lpips: Mean
+    n: int
+    READ: ClassVar[Readers] = {"k": INTEGER, "l1": Mean.read, "lpips": Mean.read, "n": INTEGER}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proximity(ClassLevelMetric):
+    lpips_mode: str
+    methods: Mapping[str, tuple[ProximityPoint, ...]]
+    READ: ClassVar[Readers] = {"lpips_mode": TEXT, **_CLASS_LEVEL,
+                               "methods": map_of(list_of(ProximityPoint.read))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OffTargetPoint(Record):
+    """Per counterfactual with the top k attributes changed: the non-causal factors the probes see change
+    (`off_target`), whether a causal one changed, and the share of counterfactuals in which each factor changed."""
+
+    k: int
+    n: int
+    off_target: Mean
+    causal_changed: Interval
+    per_factor: Mapping[str, Number]
+    READ: ClassVar[Readers] = {"k": INTEGER, "n": INTEGER, "off_target": Mean.read,
+                               "causal_changed": Interval.read, "per_factor": map_of(NUMBER)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OffTarget(ClassLevelMetric):
+    min_change: Number
+    causal: tuple[str, ...]
+    factors: tuple[str, ...]
+    methods: Mapping[str, tuple[OffTargetPoint, ...]]
+    READ: ClassVar[Readers] = {**_CLASS_LEVEL, "min_change": NUMBER, "causal": list_of(TEXT),
+                               "factors": list_of(TEXT), "methods": map_of(list_of(OffTargetPoint.read))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timing(Record):
+    seconds_per_image: Number
+    images: int
+    READ: ClassVar[Readers] = {"seconds_per_image": NUMBER, "images": INTEGER}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime(Record):
+    """Seconds per explained image on `device`, per method and strategy (image-level ones for image-level methods)."""
+
+    device: str
+    images: int
+    methods: Mapping[str, Mapping[str, Timing]]
+    READ: ClassVar[Readers] = {"device": TEXT, "images": INTEGER, "methods": map_of(map_of(Timing.read))}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -494,6 +452,12 @@ class BenchmarkResults(Record):
     timings: Mapping[str, Number | None] | None = None  # seconds per stage
     settings: Mapping[str, Any] | None = None
     recovery: Recovery | None = None
+    faithful_sufficiency: FaithfulSufficiency | None = None
+    validity: Validity | None = None
+    cout: Cout | None = None
+    proximity: Proximity | None = None
+    off_target: OffTarget | None = None
+    runtime: Runtime | None = None
 
     @classmethod
     def from_dict(cls, data: object, source: str = "benchmark results") -> BenchmarkResults:
@@ -508,22 +472,15 @@ class BenchmarkResults(Record):
         if version != FORMAT_VERSION:
             raise UserError(f"{source}: format_version {version!r} is not supported (this version of stylex-suite "
                             f"reads version {FORMAT_VERSION}); re-run the benchmark with this version")
-        return cls.read(data, _At(source))
+        return cls.read(data, At(source))
 
-    @classmethod
-    def _read_fields(cls, data, at):
-        sections: dict[str, tuple[Reader, bool]] = {
-            "format": (TEXT, False), "format_version": (INTEGER, True), "run": (Run.read, False),
-            "dataset": (Dataset.read, False), "classifier": (Classifier.read, True),
-            "methods": (_map_of(Method.read), False), "generators": (_map_of(Generator.read), True),
-            "reconstruction_grid": (TEXT, True), "sufficiency": (Sufficiency.read, True),
-            "table3": (Table3.read, True), "fid": (Distance.read, True),
-            "timings": (_map_of(NUMBER_OR_NULL), True), "settings": (_object, True),
-            "recovery": (Recovery.read, True)}
-        values = {key: _field(data, at, key, read, optional=optional) for key, (read, optional) in sections.items()}
-        if values["format_version"] is None:  # results written before the version was recorded
-            del values["format_version"]
-        return values
+    READ: ClassVar[Readers] = {
+        "format": TEXT, "format_version": INTEGER, "run": Run.read, "dataset": Dataset.read,
+        "classifier": Classifier.read, "methods": map_of(Method.read), "generators": map_of(Generator.read),
+        "reconstruction_grid": TEXT, "sufficiency": Sufficiency.read, "table3": Table3.read, "fid": Distance.read,
+        "timings": map_of(NUMBER_OR_NULL), "settings": read_object, "recovery": Recovery.read,
+        "faithful_sufficiency": FaithfulSufficiency.read, "validity": Validity.read, "cout": Cout.read,
+        "proximity": Proximity.read, "off_target": OffTarget.read, "runtime": Runtime.read}
 
     def ordered(self, keys: Iterable[str]) -> list[str]:
         """`keys` (of methods, or of generators, which share their method's key) in the order of the methods in the

@@ -1,3 +1,4 @@
+import shutil
 import socket
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from stylex.training import train_stylex
 TINY_RUN_OVERRIDES = ["classifier.epochs=3", "data.num_train=1024", "train.steps=20", "train.checkpoint_every=20",
                       "attfind.num_images=12", "attfind.chunk_images=4", "attfind.render_attributes=2",
                       "attfind.panel_images=3", "attfind.display_size=64"]
+# The benchmark on a micro config: the session's tiny run (classifier + StylEx) plus everything the benchmark
+# adds itself (the w/o-CST generator, AttFind on both, every method, every metric, the report).
+MICRO = [*TINY_RUN_OVERRIDES, "attfind.num_attributes=3", "attfind.render_attributes=2", "evaluation.max_k=3",
+         "evaluation.table_k=3", "evaluation.fid_top=2", "evaluation.fid_shift_sizes=1.0,2.0",
+         "evaluation.fid_features=classifier", "evaluation.recovery_k=3", "evaluation.probe_steps=30",
+         "evaluation.subset_candidates=4", "evaluation.num_images=8", "evaluation.runtime_images=2"]
 
 
 @pytest.fixture
@@ -39,6 +46,17 @@ def tiny_run(tmp_path_factory) -> Path:
     classifier = train_classifier(config, run_dir)
     train_stylex(config, run_dir, classifier)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def micro_run(tiny_run, tmp_path_factory) -> tuple[Path, Path]:
+    """(run directory, report folder) of the micro benchmark on a copy of the tiny run (built once per session)."""
+    from evaluation.benchmark import run_benchmark
+
+    run_dir = tmp_path_factory.mktemp("bench") / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    report_dir = run_benchmark(load_config("tiny", MICRO), run_dir, progress=False)
+    return run_dir, report_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,13 @@
 import json
-import shutil
 from html.parser import HTMLParser
 
-import pytest
-from conftest import TINY_RUN_OVERRIDES
+from conftest import MICRO
 from PIL import Image
 
-from evaluation.benchmark import run_benchmark
 from evaluation.methods import registered
 from stylex.cli import main
 from stylex.config import load_config
 
-# The benchmark on a micro config: the session's tiny run (classifier + StylEx) plus everything the benchmark
-# adds itself (the w/o-CST generator, AttFind on both, Wu et al., all evaluations, the report).
-MICRO = [*TINY_RUN_OVERRIDES, "attfind.num_attributes=3", "attfind.render_attributes=2", "evaluation.max_k=3",
-         "evaluation.table_k=3", "evaluation.fid_top=2", "evaluation.fid_shift_sizes=1.0,2.0",
-         "evaluation.fid_features=classifier", "evaluation.recovery_k=3", "evaluation.probe_steps=30",
-         "evaluation.subset_candidates=4", "evaluation.num_images=8"]
 REPORT_FILES = ["index.html", "README.md", "metrics.json", "table3.tex", "sufficiency.png", "fid.png",
                 "reconstructions.png"]
 
@@ -29,15 +20,6 @@ class ImageSources(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag == "img":
             self.sources.append(dict(attrs)["src"])
-
-
-@pytest.fixture(scope="module")
-def micro_run(tiny_run, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("bench") / "tiny"
-    shutil.copytree(tiny_run, run_dir)
-    config = load_config("tiny", MICRO)
-    report_dir = run_benchmark(config, run_dir, progress=False)
-    return run_dir, report_dir
 
 
 def test_micro_benchmark_writes_every_report_file(micro_run):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_benchmark import MICRO, micro_run  # noqa: F401 (the micro benchmark fixture, shared)
+from conftest import MICRO
 
 from evaluation import Benchmark, curve, results_frame, summarize
 from evaluation.frame import COLUMNS
@@ -278,7 +278,7 @@ def rows_in(metrics: dict) -> int:
     return sum(count() for section, count in counts.items() if metrics.get(section) is not None)
 
 
-def test_micro_benchmark_frame_has_the_columns_and_a_row_per_measurement(micro_run):  # noqa: F811
+def test_micro_benchmark_frame_has_the_columns_and_a_row_per_measurement(micro_run):
     run_dir, report_dir = micro_run
     metrics = json.loads((report_dir / "metrics.json").read_text())
     frame = Benchmark("tiny", MICRO, run_dir=run_dir, progress=False).run()  # reuses every stage of micro_run
@@ -321,7 +321,7 @@ def test_notebook_is_valid_and_only_calls_the_package():
     assert len(params) == 1 and "".join(params[0]["source"]).startswith("RESULTS = [")
 
 
-def test_notebook_runs_on_the_micro_benchmark(micro_run, tmp_path, monkeypatch):  # noqa: F811
+def test_notebook_runs_on_the_micro_benchmark(micro_run, tmp_path, monkeypatch):
     """Executes the notebook in a real Jupyter kernel (nbclient + ipykernel, dev dependencies)."""
     import nbclient
     import nbformat

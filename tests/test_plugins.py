@@ -14,7 +14,7 @@ import pytest
 from stylex.cli import COMMAND_PLUGINS, TRAINING_MONITORS, installed_monitor, load_plugins, main
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_COMMANDS = ["faithfulness", "benchmark", "study"]
+PLUGIN_COMMANDS = ["faithfulness", "benchmark", "report", "study"]
 
 
 DECLARED = {  # as in pyproject.toml

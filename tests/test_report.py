@@ -31,12 +31,12 @@ TABLE3_README_ROW = "| shapes | 25.0% [19.5, 31.4] | 45.0% [38.3, 51.9] | 75.0% 
 TABLE3_LATEX_ROW = r"shapes & 25.0\,[19.5, 31.4] & 45.0\,[38.3, 51.9] & 75.0\,[68.6, 80.5] \\"
 
 
-def _curve(flips_per_k: int) -> list[dict]:
+def _curve(flips_per_k: int, images: int = NUM_IMAGES) -> list[dict]:
     rows = []
     for k in range(1, MAX_K + 1):
-        flipped = min(NUM_IMAGES, flips_per_k * k)
-        low, high = wilson_interval(flipped, NUM_IMAGES)
-        rows.append({"k": k, "flipped": flipped, "images": NUM_IMAGES, "fraction": flipped / NUM_IMAGES,
+        flipped = min(images, flips_per_k * k)
+        low, high = wilson_interval(flipped, images)
+        rows.append({"k": k, "flipped": flipped, "images": images, "fraction": flipped / images,
                      "ci_low": low, "ci_high": high})
     return rows
 
@@ -95,6 +95,63 @@ def make_metrics(report_dir: Path, features: str = "inception") -> dict:
                                             "factors": ["spot", "size", "spot"]}}},
         "timings": {"classifier": 12.0, "stylex": 640.5, "attfind": 95.2, "sufficiency": 64.7},
     }
+
+
+BATTERY_KS = (1, (MAX_K + 1) // 2, MAX_K)  # the k of cout, proximity and off_target
+# images whose reconstruction keeps the decision, per judge and method (the N of faithful sufficiency)
+KEPT = {"explained": {"wu": 150, "stylex-nocst": 160, "stylex": 180},
+        "oracle": {"wu": 140, "stylex-nocst": 150, "stylex": 170}}
+COUNTERFACTUALS = {"wu": NUM_IMAGES, "stylex-nocst": 190, "stylex": NUM_IMAGES}  # N of cout, proximity, off_target
+FACTORS = ("shape", "size", "hue", "spot")
+
+
+def _mean(value: float, half: float) -> dict:
+    return {"mean": value, "std": 5 * half, "ci_low": value - half, "ci_high": value + half}
+
+
+def _share(successes: int, trials: int) -> dict:
+    low, high = wilson_interval(successes, trials)
+    return {"fraction": successes / trials, "ci_low": low, "ci_high": high}
+
+
+def battery_sections() -> dict:
+    """The metric battery's sections for the methods of make_metrics, in the layout the metric modules write
+    (issue 14): faithful sufficiency and validity at every k, COUT, proximity and off-target at k = 1, 5 and 10."""
+    faithful = {judge: {"methods": {key: {"kept": kept[key], "images": NUM_IMAGES,
+                                          "curves": {strategy: None if per_k is None else _curve(per_k, kept[key])
+                                                     for strategy, per_k in FLIPS_PER_K[key].items()}}
+                                    for key in kept}} for judge, kept in KEPT.items()}
+    validity, cout, proximity, off_target = {}, {}, {}, {}
+    for index, (key, *_) in enumerate(METHODS):
+        rows = []
+        for k in range(1, MAX_K + 1):
+            flipped = FLIPS_PER_K[key]["class_level"] * k
+            confirmed = flipped - k  # the oracle misses one flip per attribute changed
+            rows.append({"k": k, "images": NUM_IMAGES, "flipped": flipped, "confirmed": confirmed,
+                         **_share(confirmed, NUM_IMAGES), "agreement": confirmed / flipped})
+        validity[key] = rows
+        n = COUNTERFACTUALS[key]
+        cout[key] = [{"k": k, **_mean(0.1 * (index + 1) + 0.02 * k, 0.03), "n": n} for k in BATTERY_KS]
+        proximity[key] = [{"k": k, "l1": _mean(0.01 * k * (index + 1), 0.002), "lpips": _mean(0.02 * k, 0.004),
+                           "n": n} for k in BATTERY_KS]
+        off_target[key] = [{"k": k, "n": n, "off_target": _mean(0.2 * k / (index + 1), 0.05),
+                            "causal_changed": _share(min(n, 12 * k * (index + 1)), n),
+                            "per_factor": {factor: round(0.01 * k * (position + 1), 4)
+                                           for position, factor in enumerate(FACTORS)}} for k in BATTERY_KS]
+    runtime = {"wu": {"class_level": {"seconds_per_image": 0.0123, "images": 32}},
+               "stylex-nocst": {"class_level": {"seconds_per_image": 0.0131, "images": 32},
+                                "independent": {"seconds_per_image": 0.52, "images": 32},
+                                "subset": {"seconds_per_image": 1.874, "images": 16}},
+               "stylex": {"class_level": {"seconds_per_image": 0.0129, "images": 32},
+                          "independent": {"seconds_per_image": 0.51, "images": 32},
+                          "subset": {"seconds_per_image": 2.03, "images": 32}}}
+    return {"faithful_sufficiency": {"shift_size": 1.0, "max_k": MAX_K, "judges": faithful},
+            "validity": {"strategy": "class_level", "shift_size": 1.0, "methods": validity},
+            "cout": {"steps": 20, "strategy": "class_level", "shift_size": 1.0, "methods": cout},
+            "proximity": {"lpips_mode": "vgg", "strategy": "class_level", "shift_size": 1.0, "methods": proximity},
+            "off_target": {"strategy": "class_level", "shift_size": 1.0, "min_change": 0.25,
+                           "causal": ["size", "spot"], "factors": list(FACTORS), "methods": off_target},
+            "runtime": {"device": "cuda:0", "images": 32, "methods": runtime}}
 
 
 class _PageChecker(HTMLParser):
@@ -330,3 +387,101 @@ def test_table3_latex_comes_from_the_document_renderer(tmp_path):
     table3 = table3_table(results)
     assert report.table3_latex(metrics) == render_latex([Comment(TABLE3_SOURCE_NOTE), table3])
     assert render_markdown([table3]).splitlines()[-1] == TABLE3_README_ROW
+
+
+# ---- the metric battery (issue 14) ------------------------------------------------------------------------------
+
+# Table 3's companions at k = 10 (Wilson 95% at 50/150, 90/160, 150/180 and 40/200; COUT means of battery_sections)
+FAITHFUL_EXPLAINED_ROW = ("| shapes | 33.3% [26.3, 41.2] (N = 150) | 56.2% [48.5, 63.7] (N = 160) | "
+                          "83.3% [77.2, 88.1] (N = 180) |")
+VALIDITY_CELL = "20.0% [15.0, 26.1]"
+COUT_ROW = "| shapes | 0.300 [0.270, 0.330] | 0.400 [0.370, 0.430] (N = 190) | 0.500 [0.470, 0.530] |"
+
+
+@pytest.fixture(scope="module")
+def battery_report(tmp_path_factory):
+    report_dir = tmp_path_factory.mktemp("battery")
+    metrics = {**make_metrics(report_dir), **battery_sections()}
+    report.write_report(metrics, report_dir)
+    return metrics, report_dir, (report_dir / "README.md").read_text(encoding="utf-8")
+
+
+def test_battery_companion_tables_follow_table3(battery_report):
+    _, report_dir, readme = battery_report
+    order = [readme.index(title) for title in ("## Table 3: sufficiency at k = 10", "## Companion tables of Table 3",
+                                                "## Sufficiency over k", "## Counterfactual metric battery",
+                                                "## FID under perturbation")]
+    assert order == sorted(order)
+    companions = readme.split("## Companion tables of Table 3")[1].split("## Sufficiency over k")[0]
+    assert FAITHFUL_EXPLAINED_ROW in companions
+    assert "| shapes | 35.7% [28.3, 43.9] (N = 140) | 60.0% [52.0, 67.5] (N = 150) | 88.2% [82.5, 92.3] (N = 170) |" \
+        in companions  # the oracle judge: 50 of 140, 90 of 150, 150 of 170 kept images flip
+    assert f"| shapes | {VALIDITY_CELL} | 40.0% [33.5, 46.9] | 70.0% [63.3, 75.9] |" in companions  # N = 200: not shown
+    assert COUT_ROW in companions
+    assert "| shapes | 0.100 [0.098, 0.102] | 0.200 [0.198, 0.202] (N = 190) | 0.300 [0.298, 0.302] |" in companions
+    assert "| shapes | 2.00 [1.95, 2.05] | 1.00 [0.95, 1.05] (N = 190) | 0.67 [0.62, 0.72] |" in companions
+    assert "| shapes | Class-level top-k | 0.0123 s | 0.0131 s | 0.0129 s |" in companions
+    assert "| shapes | Subset | n/a | 1.87 s (N = 16) | 2.03 s |" in companions
+    assert "not above Table 3's k" not in companions  # every metric was measured at Table 3's k
+    html_text = "".join(_check_page(report_dir / "index.html").text)
+    for caption in ("Validity: percentage of class-level counterfactuals whose flip of the explained classifier the "
+                    "independent oracle also sees. Higher is better",
+                    "COUT (Khorram & Fuxin 2022), the counterfactual transition score in [-1, 1]",
+                    "Lower is closer, but a method that changes nothing scores 0: read it beside validity",
+                    "Off-target changes (the MNAC analogue)", "Lower is faster", "At k = 10.",
+                    "83.3% [77.2, 88.1] (N = 180)", "Counterfactual metric battery"):
+        assert caption in html_text, caption
+
+
+def test_battery_detail_over_k_and_reading_guide(battery_report):
+    _, _, readme = battery_report
+    detail = readme.split("## Counterfactual metric battery")[1].split("## FID under perturbation")[0]
+    for needed in ("### Faithful sufficiency", "### Validity", "### COUT", "### Proximity", "### Off-target changes",
+                   "### Runtime",
+                   "| k | Wu et al. (N = 150 of 200) | StylEx w/o CST (N = 160 of 200) | StylEx (N = 180 of 200) |",
+                   f"| 10 | {VALIDITY_CELL} (40 of 50 flips) | 40.0% [33.5, 46.9] (80 of 90 flips) |",
+                   "| 5 | 0.200 [0.170, 0.230] | 0.300 [0.270, 0.330] | 0.400 [0.370, 0.430] |",
+                   "| **spot** | 40.0% | 40.0% | 40.0% |", "| hue | 30.0% | 30.0% | 30.0% |",
+                   "| StylEx | 0.0129 s | 0.51 s | 2.03 s |", "| Wu et al. | 0.0123 s | n/a | n/a |",
+                   "| StylEx w/o CST | 0.0131 s | 0.52 s | 1.87 s (N = 16) |",
+                   "LPIPS (vgg) to the reconstruction"):
+        assert needed in detail, needed
+    # faithful sufficiency has Independent and Subset tables of its own, without Wu et al.'s (it has none)
+    assert detail.count("Judged by the explained classifier") == 3 and detail.count("Judged by the oracle") == 3
+    guide = readme.split("## How to read this")[1].split("## Table 3")[0]
+    for needed in ("**Faithful sufficiency.** Sufficiency counted only over the images whose reconstruction keeps "
+                   "the real image's decision", "**Validity.**", "**COUT.** The counterfactual transition score of "
+                   "Khorram & Fuxin (2022), in \\[-1, 1\\]", "**Proximity.**", "read it beside validity",
+                   "**Off-target changes.**", "the analogue of MNAC", "**Runtime.**"):
+        assert needed in guide, needed
+
+
+def test_companion_cells_at_the_largest_measured_k_below_table3(tmp_path):
+    metrics = {**make_metrics(tmp_path), **battery_sections()}
+    metrics["table3"]["k"] = 7  # COUT, proximity and off-target are measured at k = 1, 5 and 10 only
+    del metrics["off_target"], metrics["runtime"], metrics["faithful_sufficiency"]["judges"]["oracle"]
+    report.write_report(metrics, tmp_path)
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    companions = readme.split("## Companion tables of Table 3")[1].split("## Sufficiency over k")[0]
+    assert "| shapes | 0.200 [0.170, 0.230] | 0.300 [0.270, 0.330] (N = 190) | 0.400 [0.370, 0.430] |" in companions
+    assert "At k = 5, the largest measured k not above Table 3's k = 7." in companions
+    assert "| shapes | 23.3% [17.3, 30.7] (N = 150) |" in companions  # faithful sufficiency is measured at k = 7
+    assert "Faithful sufficiency (oracle)" not in companions and "Off-target" not in readme
+    assert "Runtime" not in readme and "**Validity.**" in readme
+
+
+def test_a_run_without_the_battery_shows_none_of_it(full_report):
+    _, report_dir, _ = full_report
+    readme = (report_dir / "README.md").read_text(encoding="utf-8")
+    for absent in ("Companion tables", "Counterfactual metric battery", "Faithful sufficiency", "COUT", "Validity"):
+        assert absent not in readme
+
+
+def test_battery_sections_round_trip_through_the_report(battery_report, tmp_path):
+    metrics, report_dir, readme = battery_report
+    assert json.loads((report_dir / "metrics.json").read_text(encoding="utf-8")) == metrics
+    report.rerender_report(report_dir / "metrics.json", tmp_path / "again")
+    again = tmp_path / "again"
+    assert (again / "metrics.json").read_bytes() == (report_dir / "metrics.json").read_bytes()
+    assert (again / "README.md").read_text(encoding="utf-8") == readme
+    _check_page(again / "index.html")  # the attribute figures were copied along: every picture resolves

@@ -10,11 +10,15 @@ import pytest
 
 from evaluation.schema import (
     BenchmarkResults,
+    CoutPoint,
     CurvePoint,
     Interval,
+    Mean,
     Method,
     Run,
     Table3Row,
+    Timing,
+    ValidityPoint,
     read_results,
 )
 from stylex.errors import UserError
@@ -161,4 +165,102 @@ def test_what_is_not_results_is_refused(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text("{", encoding="utf-8")
     with pytest.raises(UserError, match=f"{re.escape(str(path))} is not valid JSON"):
+        read_results(path)
+
+
+# ---- the metric battery (issue 14) ------------------------------------------------------------------------------
+
+MEAN = {"mean": 0.41, "std": 0.2, "ci_low": 0.3753, "ci_high": 0.4447}
+VALIDITY_POINT = {"k": 1, "images": 128, "flipped": 7, "confirmed": 6, "fraction": 0.046875, "ci_low": 0.0216,
+                  "ci_high": 0.0987, "agreement": 0.8571428571428571}
+
+
+def _faithful(kept: int) -> dict:
+    return {"kept": kept, "images": 128,
+            "curves": {"class_level": [{**POINT, "images": kept}], "independent": None, "subset": None}}
+
+
+# The battery's sections in the layout the metric modules write (/tmp/spec: the contract), one point per k measured
+BATTERY = {
+    "faithful_sufficiency": {"shift_size": 1.0, "max_k": 10,
+                             "judges": {"explained": {"methods": {"wu": _faithful(120)}},
+                                        "oracle": {"methods": {"wu": _faithful(118)}}}},
+    "validity": {"strategy": "class_level", "shift_size": 1.0,
+                 "methods": {"wu": [VALIDITY_POINT],
+                             "stylex": [{**VALIDITY_POINT, "flipped": 0, "confirmed": 0, "fraction": 0.0,
+                                         "ci_low": 0.0, "ci_high": 0.0291, "agreement": None}]}},
+    "cout": {"steps": 20, "strategy": "class_level", "shift_size": 1.0,
+             "methods": {"wu": [{"k": 1, **MEAN, "n": 128}, {"k": 10, **MEAN, "n": 127}]}},
+    "proximity": {"lpips_mode": "random", "strategy": "class_level", "shift_size": 1.0,
+                  "methods": {"wu": [{"k": 1, "l1": MEAN, "lpips": MEAN, "n": 128}]}},
+    "off_target": {"strategy": "class_level", "shift_size": 1.0, "min_change": 0.25, "causal": ["size", "spot"],
+                   "factors": ["shape", "size", "spot"],
+                   "methods": {"wu": [{"k": 1, "n": 128, "off_target": MEAN, "causal_changed": CELL,
+                                       "per_factor": {"shape": 0.1, "size": 0.4, "spot": 0.0}}]}},
+    "runtime": {"device": "cuda:0", "images": 32,
+                "methods": {"wu": {"class_level": {"seconds_per_image": 0.012, "images": 32}},
+                            "stylex": {"class_level": {"seconds_per_image": 0.013, "images": 32},
+                                       "independent": {"seconds_per_image": 0.51, "images": 32},
+                                       "subset": {"seconds_per_image": 2.4, "images": 16}}}},
+}
+
+
+def _with_battery(change=None) -> dict:
+    data = copy.deepcopy({**BENCHMARK_RESULTS, **BATTERY})
+    if change is not None:
+        change(data)
+    return data
+
+
+def test_battery_sections_round_trip_exactly_and_are_typed():
+    data = _with_battery()
+    results = BenchmarkResults.from_dict(copy.deepcopy(data))
+    assert _text(results.to_dict()) == _text(data)
+    assert results.faithful_sufficiency.judges["oracle"].methods["wu"].kept == 118
+    assert results.faithful_sufficiency.judges["explained"].methods["wu"].curves["class_level"][0].images == 120
+    assert results.validity.methods["wu"][0] == ValidityPoint(**VALIDITY_POINT)
+    assert results.validity.methods["stylex"][0].agreement is None  # nothing flipped
+    assert [point.k for point in results.cout.methods["wu"]] == [1, 10]
+    assert results.cout.methods["wu"][1] == CoutPoint(k=10, n=127, **MEAN)
+    assert results.proximity.methods["wu"][0].lpips == Mean(**MEAN)
+    assert results.off_target.methods["wu"][0].causal_changed == Interval(**CELL)
+    assert results.runtime.methods["stylex"]["subset"] == Timing(seconds_per_image=2.4, images=16)
+
+
+def test_a_run_without_the_battery_has_none_of_it():
+    results = BenchmarkResults.from_dict(copy.deepcopy(BENCHMARK_RESULTS))
+    assert all(getattr(results, section) is None for section in BATTERY)
+
+
+def test_battery_points_built_in_code_write_the_metric_layout():
+    assert list(CoutPoint(k=1, n=128, **MEAN).to_dict()) == ["k", "mean", "std", "ci_low", "ci_high", "n"]
+    assert ValidityPoint(**VALIDITY_POINT).to_dict() == VALIDITY_POINT
+    assert list(ValidityPoint(**VALIDITY_POINT).to_dict()) == list(VALIDITY_POINT)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda data: data["cout"]["methods"]["wu"][0].pop("mean"), "cout.methods['wu'][0].mean is missing (a number)"),
+    (lambda data: data["cout"]["methods"].update(wu={"k": 1}), "cout.methods['wu'] must be a list, got {'k': 1}"),
+    (lambda data: data["validity"]["methods"]["wu"][0].update(agreement="high"),
+     "validity.methods['wu'][0].agreement must be a number or null, got 'high'"),
+    (lambda data: data["faithful_sufficiency"]["judges"]["oracle"]["methods"]["wu"].update(kept="118"),
+     "faithful_sufficiency.judges['oracle'].methods['wu'].kept must be an integer, got '118'"),
+    (lambda data: data["faithful_sufficiency"]["judges"]["explained"]["methods"]["wu"]["curves"]["class_level"][0]
+     .pop("images"),
+     "faithful_sufficiency.judges['explained'].methods['wu'].curves['class_level'][0].images is missing"),
+    (lambda data: data["proximity"]["methods"]["wu"][0].update(lpips=[0.1]),
+     "proximity.methods['wu'][0].lpips must be an object, got [0.1]"),
+    (lambda data: data["off_target"]["methods"]["wu"][0].pop("causal_changed"),
+     "off_target.methods['wu'][0].causal_changed is missing (an object)"),
+    (lambda data: data["off_target"]["methods"]["wu"][0]["per_factor"].update(spot="x"),
+     "off_target.methods['wu'][0].per_factor['spot'] must be a number, got 'x'"),
+    (lambda data: data["off_target"].update(causal="size"), "off_target.causal must be a list, got 'size'"),
+    (lambda data: data["runtime"]["methods"]["stylex"]["subset"].update(seconds_per_image=None),
+     "runtime.methods['stylex']['subset'].seconds_per_image must be a number, got null"),
+    (lambda data: data["runtime"].pop("device"), "runtime.device is missing (a string)"),
+])
+def test_a_bad_battery_field_is_named_with_the_file(tmp_path, change, message):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(_with_battery(change)), encoding="utf-8")
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: .*{re.escape(message)}"):
         read_results(path)

@@ -3,8 +3,10 @@ README.md and a self-contained index.html.
 
 `evaluation.benchmark` computes every number into one "stylex-benchmark" results dict (`evaluation.schema`) and
 copies the attribute figures into the report folder; this package only presents them, so a report can be
-re-rendered from metrics.json alone. `content` says what the report holds, `figures` draws the plots and `document`
-renders the content as Markdown, HTML and LaTeX.
+re-rendered from metrics.json alone (`rerender_report`). `content` says what the report holds, `battery` how it
+shows the counterfactual metric battery, `figures` draws the plots and `document` renders the content as Markdown,
+HTML and LaTeX. `combined` writes one report across runs, whose Table 3 has a row per dataset (`datasets`: the rows
+of such tables).
 
 Importing the package loads neither torch nor matplotlib (the study analysis uses its document renderer); both are
 loaded when a report is written.
@@ -13,11 +15,13 @@ loaded when a report is written.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evaluation.report import content, figures
+from evaluation.report.combined import INDEX_FILE, metrics_path, write_combined_report
 from evaluation.report.content import (
     FID_FIGURE,
     HTML_FILE,
@@ -28,14 +32,15 @@ from evaluation.report.content import (
 )
 from evaluation.report.document import render_html, render_markdown
 from evaluation.report.formatting import format_interval
-from evaluation.schema import BenchmarkResults
+from evaluation.schema import BenchmarkResults, read_results
 from stylex.errors import UserError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FID_FIGURE", "HTML_FILE", "METRICS_FILE", "README_FILE", "SUFFICIENCY_FIGURE", "TABLE3_FILE",
-           "fid_figure", "format_interval", "results_of", "sufficiency_figure", "table3_latex", "write_report"]
+__all__ = ["FID_FIGURE", "HTML_FILE", "INDEX_FILE", "METRICS_FILE", "README_FILE", "SUFFICIENCY_FIGURE",
+           "TABLE3_FILE", "fid_figure", "format_interval", "metrics_path", "rerender_report", "results_of",
+           "sufficiency_figure", "table3_latex", "write_combined_report", "write_report"]
 
 
 def results_of(metrics: Mapping | BenchmarkResults) -> BenchmarkResults:
@@ -83,6 +88,31 @@ def write_report(metrics: Mapping | BenchmarkResults, report_dir: Path) -> list[
     return written
 
 
+def rerender_report(source: str | Path, out_dir: Path | None = None) -> list[Path]:
+    """Render a run's report again from its metrics.json alone (`source`: a run directory, its report folder or a
+    metrics.json): into the folder of that metrics.json by default, else into `out_dir`, with the figures the
+    report shows copied along so that it is complete there too. Returns the paths `write_report` wrote."""
+    metrics = metrics_path(source)
+    results = read_results(metrics)
+    report_dir = metrics.parent if out_dir is None else Path(out_dir)
+    if report_dir.resolve() != metrics.parent.resolve():
+        _copy_figures(results, metrics.parent, report_dir)
+    return write_report(results, report_dir)
+
+
+def _copy_figures(results: BenchmarkResults, source_dir: Path, report_dir: Path) -> None:
+    """Copy the pictures the results name (paths relative to their report folder) that are there; a missing one is
+    shown as missing by the report, as in the original."""
+    names = [results.reconstruction_grid] + [path for method in results.methods.values()
+                                              for attribute in method.attributes
+                                              for path in (attribute.panel, attribute.flicker, attribute.sweep)]
+    for name in dict.fromkeys(name for name in names if name and not Path(name).is_absolute()):
+        found = (source_dir / name).resolve()
+        if found.is_relative_to(source_dir.resolve()) and found.is_file():
+            (report_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, report_dir / name)
+
+
 def sufficiency_figure(metrics: Mapping | BenchmarkResults) -> Figure | None:
     """Fraction flipped over k per strategy and method; None when the results hold no sufficiency curves."""
     return figures.sufficiency_figure(results_of(metrics))
@@ -94,5 +124,5 @@ def fid_figure(metrics: Mapping | BenchmarkResults) -> Figure | None:
 
 
 def table3_latex(metrics: Mapping | BenchmarkResults) -> str | None:
-    """Table 3 as LaTeX (booktabs); None when the results hold no Table 3."""
+    """Table 3 as LaTeX (booktabs); None when the results hold no Table 3 (several runs': `write_combined_report`)."""
     return content.table3_latex(results_of(metrics))

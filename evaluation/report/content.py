@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from evaluation.report import battery
+from evaluation.report.datasets import DatasetRow, method_columns, method_label, per_dataset
 from evaluation.report.document import (
     Block,
     Bullets,
@@ -34,7 +36,6 @@ from evaluation.report.formatting import (
     latex_interval,
     number,
     percent,
-    shown,
 )
 from evaluation.schema import Attribute, BenchmarkResults
 
@@ -72,35 +73,52 @@ def document(results: BenchmarkResults, report_dir: Path, report_files: Sequence
     blocks += _run_section(results)
     blocks += _reading_guide(results)
     blocks += _table3_section(results)
+    blocks += battery.companion_section([DatasetRow.of(results)])
     blocks += _sufficiency_section(results, SUFFICIENCY_FIGURE in report_files)
+    blocks += battery.detail_section(results)
     blocks += _fid_section(results, FID_FIGURE in report_files)
     blocks += _recovery_section(results)
     blocks += _attributes_section(results, report_dir)
     return blocks
 
 
-def table3_latex(results: BenchmarkResults) -> str | None:
+def table3_latex(results: BenchmarkResults | Sequence[DatasetRow]) -> str | None:
     """The paper's Table 3 (booktabs): datasets as rows, one column per method, each cell the sufficiency in
-    percent with its Wilson 95% interval. None when the results hold no Table 3."""
+    percent with its Wilson 95% interval. None when no results hold a Table 3."""
     table3 = table3_table(results)
     return None if table3 is None else render_latex([Comment(TABLE3_SOURCE_NOTE), table3])
 
 
-def table3_table(results: BenchmarkResults) -> Table | None:
-    table3 = results.table3
-    if table3 is None:
+def table3_table(results: BenchmarkResults | Sequence[DatasetRow]) -> Table | None:
+    """Table 3 of one run's results, or of several runs (a row per dataset, a column per method any of them ran, in
+    registry order; n/a where a run lacks the method). The caption states N, k, strategy and shift size once when
+    every dataset shares them, else per dataset. None when no results hold a Table 3."""
+    rows = [DatasetRow.of(results)] if isinstance(results, BenchmarkResults) else list(results)
+    rows = [row for row in rows if row.results.table3 is not None]
+    if not rows:
         return None
-    methods = results.ordered([*results.methods, *(key for row in table3.rows for key in row.cells)])
-    rows = [[row.dataset, *(plain(format_interval(row.cells.get(method)), latex_interval(row.cells.get(method)))
-                            for method in methods)] for row in table3.rows]
-    sufficiency = results.sufficiency
-    num_images, shift_size = (None, None) if sufficiency is None else (sufficiency.num_images, sufficiency.shift_size)
-    strategy = STRATEGY_TITLES.get(table3.strategy, table3.strategy).lower()
-    caption = (f"Sufficiency: percentage of the N = {shown(num_images)} test images whose classifier decision flips "
-               f"when the top-k attributes are changed ({strategy}, k = {table3.k}, shift size {shown(shift_size)}). "
+    methods = method_columns(rows, [key for row in rows for cells in row.results.table3.rows for key in cells.cells])
+    body = []
+    for row in rows:
+        for cells in row.results.table3.rows:
+            # the benchmark names its row after the run's dataset: that row takes the label that tells runs apart
+            label = row.label if cells.dataset == row.results.dataset.name else cells.dataset
+            body.append([label, *(plain(format_interval(cells.cells.get(method)),
+                                        latex_interval(cells.cells.get(method))) for method in methods)])
+
+    def setting(value_of) -> str:
+        return per_dataset([(row.label, value_of(row.results)) for row in rows])
+
+    def sufficiency(name: str):
+        return lambda results: None if results.sufficiency is None else getattr(results.sufficiency, name)
+
+    strategy = setting(lambda results: STRATEGY_TITLES.get(results.table3.strategy, results.table3.strategy).lower())
+    caption = (f"Sufficiency: percentage of the N = {setting(sufficiency('num_images'))} test images whose "
+               f"classifier decision flips when the top-k attributes are changed ({strategy}, "
+               f"k = {setting(lambda results: results.table3.k)}, shift size {setting(sufficiency('shift_size'))}). "
                "Brackets: Wilson 95% confidence interval.")
-    return table(["Dataset", *map(results.label, methods)], rows, [False] + [True] * len(methods), inline(caption),
-                 label="tab:sufficiency")
+    return table(["Dataset", *(method_label(rows, method) for method in methods)], body,
+                 [False] + [True] * len(methods), inline(caption), label="tab:sufficiency")
 
 
 def _run_section(results: BenchmarkResults) -> list[Block]:
@@ -138,32 +156,45 @@ def _run_section(results: BenchmarkResults) -> list[Block]:
     return blocks
 
 
-def _generators_section(results: BenchmarkResults) -> list[Block]:
+def generators_table(results: BenchmarkResults) -> Table | None:
+    """The generators' faithfulness measurements, a row per generator; None when the run measured none."""
     generators = results.generators
     if not generators:
-        return []
-    order = results.ordered(generators)
+        return None
     columns = [(key, name) for key, name in GENERATOR_COLUMNS
                if any(key in generator.measurements for generator in generators.values())]
     rows = [[results.label(key), *(plain(number(generators[key].measurements.get(column), 3))
-                                   for column, _ in columns)] for key in order]
-    blocks: list[Block] = [table(["Generator", *(name for _, name in columns)], rows, [False] + [True] * len(columns),
-                                 inline("Generators: faithfulness of the reconstructions G(E(x)) on held-out images"))]
+                                   for column, _ in columns)] for key in results.ordered(generators)]
+    return table(["Generator", *(name for _, name in columns)], rows, [False] + [True] * len(columns),
+                 inline("Generators: faithfulness of the reconstructions G(E(x)) on held-out images"))
+
+
+def gates_sentence(results: BenchmarkResults) -> str:
+    """Whether the generators met the gates of DESIGN section 9, and which each missed."""
+    generators = results.generators or {}
     missed = [f"{results.label(key)}: {'; '.join(generators[key].gate_failures)}"
-              for key in order if generators[key].gate_failures]
-    blocks.append(Paragraph(inline(
+              for key in results.ordered(generators) if generators[key].gate_failures]
+    return "Gates of the suite (DESIGN section 9): " + ("all met." if not missed else
+                                                         "missed by " + " | ".join(missed) + ".")
+
+
+def _generators_section(results: BenchmarkResults) -> list[Block]:
+    generators_found = generators_table(results)
+    if generators_found is None:
+        return []
+    blocks: list[Block] = [generators_found, Paragraph(inline(
         Span("Faithfulness. ", strong=True),
         "Explained agreement alone can be met through the condition C(x) that StylEx feeds to every style "
         "affine (one image per class would score 1.0), so read it with the metrics the shortcut cannot meet: "
         "oracle agreement (an independent classifier, another architecture and seed, never used in training), "
         "input dependence (pairwise distances of reconstructions over those of the images: 0 for a collapsed "
         "generator, 1 for identity), the agreement kept when G is fed another class's probabilities (low = the "
-        "decision comes from the condition), and on shapes the factors the probes read off x' as off x. Gates "
-        "of the suite (DESIGN section 9): " + ("all met." if not missed else "missed by " + " | ".join(missed) + "."))))
+        "decision comes from the condition), and on shapes the factors the probes read off x' as off x. "
+        + gates_sentence(results)))]
     if results.reconstruction_grid:
         blocks.append(Picture(results.reconstruction_grid,
                               "Held-out images (top row), then one row of reconstructions per generator: "
-                              + ", ".join(results.label(key) for key in generators)))
+                              + ", ".join(results.label(key) for key in results.generators)))
     return blocks
 
 
@@ -178,15 +209,19 @@ def _method_sentence(results: BenchmarkResults, key: str) -> str:
             f"{method.edit_rule}; Independent and Subset {'measured' if image_level else 'n/a'}.")
 
 
+SUFFICIENCY_GUIDE = inline(
+    Span("Sufficiency. ", strong=True),
+    "An image counts as flipped when the classifier's argmax on the edited image differs from its argmax on the "
+    "unedited reconstruction (not on the real image), so generator error is not counted as an explanation's "
+    "success. Class-level top-k shifts the method's first k attributes for the image's target class all at once "
+    "(the paper's Table 3); Independent shifts the image's own k strongest single attributes; Subset adds "
+    "attributes greedily, re-evaluating after each, and counts an image as flipped at k when it flipped within k "
+    "steps. Brackets and shaded bands are Wilson 95% intervals.")
+
+
 def _reading_guide(results: BenchmarkResults) -> list[Block]:
     paragraphs = [
-        inline(Span("Sufficiency. ", strong=True),
-               "An image counts as flipped when the classifier's argmax on the edited image differs from its argmax "
-               "on the unedited reconstruction (not on the real image), so generator error is not counted as an "
-               "explanation's success. Class-level top-k shifts the method's first k attributes for the image's "
-               "target class all at once (the paper's Table 3); Independent shifts the image's own k strongest "
-               "single attributes; Subset adds attributes greedily, re-evaluating after each, and counts an image "
-               "as flipped at k when it flipped within k steps. Brackets and shaded bands are Wilson 95% intervals."),
+        SUFFICIENCY_GUIDE,
         inline(Span("Methods. ", strong=True), " ".join(_method_sentence(results, key) for key in results.methods)),
     ]
     distance = results.fid
@@ -207,6 +242,7 @@ def _reading_guide(results: BenchmarkResults) -> list[Block]:
             "say which factor each attribute changes; precision@k is the share of a method's top-k attributes that "
             "change a causal factor (one the label depends on), and distinct factors counts how many different "
             "factors the top-k cover."))
+    paragraphs += battery.reading_guide([results])
     return [heading(2, "How to read this"), *(Paragraph(paragraph) for paragraph in paragraphs)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from evaluation.schema import Interval
+from evaluation.schema import Interval, Mean
 
 STRATEGY_TITLES = {"class_level": "Class-level top-k", "independent": "Independent", "subset": "Subset"}
 
@@ -71,3 +71,17 @@ def duration(seconds: object) -> str:
     minutes, secs = divmod(round(value), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min {secs} s" if hours else f"{minutes} min {secs} s"
+
+
+def format_mean(mean: Mean | None, digits: int = 3) -> str:
+    """A mean over counterfactuals as "0.412 [0.380, 0.444]" (normal 95% interval of the mean), or "n/a"."""
+    values = [] if mean is None else [finite(value) for value in (mean.mean, mean.ci_low, mean.ci_high)]
+    if not values or any(value is None for value in values):
+        return "n/a"
+    return f"{values[0]:.{digits}f} [{values[1]:.{digits}f}, {values[2]:.{digits}f}]"
+
+
+def seconds(value: object) -> str:
+    """A time per image with three significant digits ("0.0123 s", "4.56 s"): they span orders of magnitude."""
+    value_or_none = finite(value)
+    return "n/a" if value_or_none is None else f"{value_or_none:.3g} s"
