@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
+from evaluation.report.datasets import dataset_rows
 from evaluation.schema import INCEPTION_FEATURES, BenchmarkResults, read_results
-from stylex.errors import UserError
 
 COLUMNS = ["dataset", "method", "strategy", "metric", "k", "value", "ci_low", "ci_high", "n"]
 # The metrics of the battery that explain a method, in reading order (the Frechet distance, recovery and the
 # generators' measurements are about images and generators, and runtime about cost).
 BATTERY_METRICS = ["sufficiency", "faithful_sufficiency_explained", "faithful_sufficiency_oracle", "validity", "cout",
                    "proximity_l1", "proximity_lpips", "off_target", "causal_changed"]
-WHAT_TO_PASS = ("pass the metrics.json written by `stylex benchmark`, its report folder, or the run directory "
-                "(runs/<name>)")
 
 Source = str | os.PathLike | Mapping
 Rows = Iterator[dict]
@@ -154,30 +151,12 @@ CONVERTERS: dict[str, Callable[[Mapping], Rows]] = {
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def _metrics_file(path: Path) -> Path:
-    """metrics.json itself, or the one in a report folder, or in a run directory's report folder."""
-    if path.is_file():
-        return path
-    for candidate in (path / "metrics.json", path / "report" / "metrics.json"):
-        if candidate.is_file():
-            return candidate
-    if path.is_dir():
-        raise UserError(f"{path} holds no metrics.json (nor report/metrics.json): has the benchmark run there? "
-                        f"{WHAT_TO_PASS}")
-    raise UserError(f"{path}: no such file or folder; {WHAT_TO_PASS}")
-
-
-def _load(source: Source, position: int) -> tuple[str, dict]:
-    """(a name for messages, the results as JSON). The schema checks every section converted here, so a
-    malformed one is a UserError naming the field and the file, and the converters need no checks of their own."""
+def _load(source: Source, position: int) -> BenchmarkResults:
+    """The checked results of a source. The schema checks every section converted here, so a malformed one is a
+    UserError naming the field and the file, and the converters need no checks of their own."""
     if isinstance(source, Mapping):
-        name = f"results #{position + 1} (a dict)"
-        return name, BenchmarkResults.from_dict(source, source=name).to_dict()
-    path = _metrics_file(Path(source))
-    try:
-        return str(path), read_results(path).to_dict()
-    except UnicodeDecodeError:  # read_results reports bad JSON, but not a file that is not text at all
-        raise UserError(f"{path} is not a text file; {WHAT_TO_PASS}") from None
+        return BenchmarkResults.from_dict(source, source=f"results #{position + 1} (a dict)")
+    return read_results(source)
 
 
 def results_frame(sources: Source | Iterable[Source]) -> pd.DataFrame:
@@ -187,17 +166,12 @@ def results_frame(sources: Source | Iterable[Source]) -> pd.DataFrame:
     if isinstance(sources, (str, os.PathLike, Mapping)):
         sources = [sources]
     rows: list[dict] = []
-    read_from: dict[str, str] = {}  # dataset -> the source it came from
-    for position, source in enumerate(sources):
-        name, results = _load(source, position)
-        dataset = results["dataset"]["name"]
-        if dataset in read_from:
-            raise UserError(f"{read_from[dataset]} and {name} both hold results on dataset {dataset!r}; the frame "
-                            "has one run per dataset: pass one of them")
-        read_from[dataset] = name
+    # labelled as the rows of Table 3 across datasets: the dataset, with the run name where two runs share it
+    for dataset_row in dataset_rows([_load(source, position) for position, source in enumerate(sources)]):
+        results = dataset_row.results.to_dict()
         for section, convert in CONVERTERS.items():
             if results.get(section) is not None:
-                rows += [{"dataset": dataset, **row} for row in convert(results[section])]
+                rows += [{"dataset": dataset_row.label, **row} for row in convert(results[section])]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype({"k": "Int64", "value": "float64", "ci_low": "float64", "ci_high": "float64", "n": "Int64"})
 

@@ -494,12 +494,33 @@ class BenchmarkResults(Record):
         return key if method is None else method.label
 
 
-def read_results(path: str | Path) -> BenchmarkResults:
-    """A metrics.json written by the benchmark, checked."""
-    path = Path(path)
+RESULTS_FILE = "metrics.json"
+WHAT_TO_PASS = ("pass a run directory (runs/NAME), its report folder or the metrics.json written by "
+                "`stylex benchmark`")
+
+
+def results_file(source: str | Path) -> Path:
+    """The metrics.json a source names: the file itself, else a run directory's report/metrics.json, else a report
+    folder's metrics.json. A UserError names the source and what to pass when there is none."""
+    path = Path(source)
+    if path.is_file() or path.suffix == ".json":
+        candidates = [path]
+    else:
+        candidates = [path / "report" / RESULTS_FILE, path / RESULTS_FILE]
+    found = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if found is None:
+        looked = " or ".join(str(candidate) for candidate in candidates)
+        raise UserError(f"{source}: no benchmark results there (looked for {looked}); {WHAT_TO_PASS}")
+    return found
+
+
+def read_results(source: str | Path) -> BenchmarkResults:
+    """The results a source names (`results_file`), checked."""
+    path = results_file(source)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON ({error}); pass the metrics.json written by `stylex benchmark`"
-                        ) from None
+        raise UserError(f"{path} is not valid JSON ({error}); {WHAT_TO_PASS}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file; {WHAT_TO_PASS}") from None
     return BenchmarkResults.from_dict(data, source=str(path))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evaluation.report import content, figures
-from evaluation.report.combined import INDEX_FILE, metrics_path, write_combined_report
+from evaluation.report.combined import INDEX_FILE, write_combined_report
 from evaluation.report.content import (
     FID_FIGURE,
     HTML_FILE,
@@ -32,14 +32,14 @@ from evaluation.report.content import (
 )
 from evaluation.report.document import render_html, render_markdown
 from evaluation.report.formatting import format_interval
-from evaluation.schema import BenchmarkResults, read_results
+from evaluation.schema import BenchmarkResults, read_results, results_file
 from stylex.errors import UserError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["FID_FIGURE", "HTML_FILE", "INDEX_FILE", "METRICS_FILE", "README_FILE", "SUFFICIENCY_FIGURE",
-           "TABLE3_FILE", "fid_figure", "format_interval", "metrics_path", "rerender_report", "results_of",
+           "TABLE3_FILE", "fid_figure", "format_interval", "rerender_report", "results_of",
            "sufficiency_figure", "table3_latex", "write_combined_report", "write_report"]
 
 
@@ -92,7 +92,7 @@ def rerender_report(source: str | Path, out_dir: Path | None = None) -> list[Pat
     """Render a run's report again from its metrics.json alone (`source`: a run directory, its report folder or a
     metrics.json): into the folder of that metrics.json by default, else into `out_dir`, with the figures the
     report shows copied along so that it is complete there too. Returns the paths `write_report` wrote."""
-    metrics = metrics_path(source)
+    metrics = results_file(source)
     results = read_results(metrics)
     report_dir = metrics.parent if out_dir is None else Path(out_dir)
     if report_dir.resolve() != metrics.parent.resolve():

@@ -37,28 +37,12 @@ from evaluation.report.document import (
     render_markdown,
 )
 from evaluation.report.formatting import STRATEGY_TITLES, percent, shown
-from evaluation.schema import read_results
+from evaluation.schema import WHAT_TO_PASS, read_results, results_file
 from stylex.errors import UserError
 
 INDEX_FILE = "metrics-index.json"
 INDEX_FORMAT = "stylex-benchmark-combined"
 TITLE = "StylEx benchmark across datasets"
-WHAT_TO_PASS = "pass a run directory (runs/NAME), its report folder or the metrics.json written by `stylex benchmark`"
-
-
-def metrics_path(source: str | Path) -> Path:
-    """The metrics.json a source names: the file itself, else a run directory's report/metrics.json, else a report
-    folder's metrics.json. A UserError names the source and what to pass when there is none."""
-    path = Path(source)
-    if path.is_file() or path.suffix == ".json":
-        candidates = [path]
-    else:
-        candidates = [path / "report" / METRICS_FILE, path / METRICS_FILE]
-    found = next((candidate for candidate in candidates if candidate.is_file()), None)
-    if found is None:
-        looked = " or ".join(str(candidate) for candidate in candidates)
-        raise UserError(f"{source}: no benchmark results there (looked for {looked}); {WHAT_TO_PASS}")
-    return found
 
 
 def _link(target: Path, out_dir: Path) -> str:
@@ -88,7 +72,7 @@ def write_combined_report(sources: Sequence[str | Path], out_dir: Path) -> list[
     if (out_dir / METRICS_FILE).is_file():
         raise UserError(f"{out_dir} holds a run's report ({METRICS_FILE}), which the combined report would "
                         "overwrite; pass another --out, e.g. reports/combined")
-    paths = [metrics_path(source) for source in sources]
+    paths = [results_file(source) for source in sources]
     rows = dataset_rows([read_results(path) for path in paths])
     pages = [_link(_own_report(path), out_dir) for path in paths]
 
