@@ -23,18 +23,17 @@ def measure(inputs: MetricInputs) -> dict:
         log.warning("no oracle classifier at %s: faithful sufficiency is judged by the explained classifier only",
                     inputs.run.oracle)
         del judges["oracle"]
-    results = {}
-    for judge, classifier in judges.items():
-        real_decisions = predictions(classifier, real)
-        methods = {}
-        for item in inputs.items:
-            kept = predictions(classifier, inputs.reconstructions(item).images) == real_decisions
-            flips = flips_of(inputs, item)["flipped"]
-            methods[item.method.key] = {
+    real_decisions = {judge: predictions(classifier, real) for judge, classifier in judges.items()}
+    results = {judge: {"methods": {}} for judge in judges}
+    for item in inputs.items:
+        flips = flips_of(inputs, item)["flipped"]
+        reconstructions = inputs.reconstructions(item).images
+        for judge, classifier in judges.items():
+            kept = predictions(classifier, reconstructions) == real_decisions[judge]
+            results[judge]["methods"][item.method.key] = {
                 "kept": int(kept.sum()), "images": int(kept.numel()),
                 "curves": {strategy: None if flipped is None else faithful_curve(torch.tensor(flipped), kept)
                            for strategy, flipped in flips.items()}}
-        results[judge] = {"methods": methods}
     return {"shift_size": inputs.config.attfind.shift_size, "max_k": inputs.config.evaluation.max_k,
             "judges": results}
 

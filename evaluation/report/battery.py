@@ -58,8 +58,9 @@ METRICS = (
                   "the real image's decision (N: those kept, per method) that flip when the top-k attributes are "
                   f"changed (class-level). Higher is better. {WILSON}",
                   _faithful_points("explained"), format_interval, lambda point: point.images),
-    BatteryMetric("Faithful sufficiency (oracle): the same, with the independent oracle classifier judging both "
-                  "whether a reconstruction keeps the decision and whether the edit flips it. Higher is better. "
+    BatteryMetric("Faithful sufficiency (oracle): the same, with the independent oracle classifier judging whether "
+                  "a reconstruction keeps the real image's decision (the flips are still the explained "
+                  "classifier's). Higher is better. "
                   f"{WILSON}", _faithful_points("oracle"), format_interval, lambda point: point.images),
     BatteryMetric("Validity: percentage of class-level counterfactuals whose flip of the explained classifier the "
                   f"independent oracle also sees. Higher is better; Random should be the floor. {WILSON}",

@@ -82,6 +82,11 @@ def format_mean(mean: Mean | None, digits: int = 3) -> str:
 
 
 def seconds(value: object) -> str:
-    """A time per image with three significant digits ("0.0123 s", "4.56 s"): they span orders of magnitude."""
+    """A time per image with three significant digits ("12.3 ms", "1.00 s", "4.56 s"): they span orders of
+    magnitude, and milliseconds read better than 0.0123 s."""
     value_or_none = finite(value)
-    return "n/a" if value_or_none is None else f"{value_or_none:.3g} s"
+    if value_or_none is None:
+        return "n/a"
+    if abs(value_or_none) < 1:
+        return f"{value_or_none * 1000:.3g} ms"
+    return f"{value_or_none:#.3g}".rstrip(".") + " s"
