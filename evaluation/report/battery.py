@@ -141,7 +141,7 @@ def companion_table(rows: Sequence[DatasetRow], metric: BatteryMetric) -> Table 
         target_ks.append((row.label, target))
         sufficiency = row.results.sufficiency
         table3_n = None if sufficiency is None else sufficiency.num_images
-        body.append([row.label, *(plain(_companion_cell(metric, chosen[method], table3_n, row_k))
+        body.append([row.label, *(_companion_cell(metric, chosen[method], table3_n, row_k)
                                   for method in methods)])
     caption = f"{metric.caption} At k = {per_dataset(used_ks)}"
     if used_ks != target_ks:
@@ -150,12 +150,12 @@ def companion_table(rows: Sequence[DatasetRow], metric: BatteryMetric) -> Table 
                  [False] + [True] * len(methods), inline(caption + "."))
 
 
-def _companion_cell(metric: BatteryMetric, point: Point | None, table3_n: int | None, row_k: int | None) -> str:
+def _companion_cell(metric: BatteryMetric, point: Point | None, table3_n: int | None, row_k: int | None) -> Inline:
     if point is None:
-        return "n/a"
+        return (plain("n/a"),)
     notes = [] if metric.count(point) == table3_n else [f"N = {metric.count(point)}"]
     notes += [] if point.k == row_k else [f"k = {point.k}"]  # a method measured at other k than the rest
-    return metric.value(point) + (f" ({', '.join(notes)})" if notes else "")
+    return (plain(metric.value(point)), *((Span(f" ({', '.join(notes)})", plain=True, note=True),) if notes else ()))
 
 
 def _strategies(by_strategy: Sequence[Mapping[str, Any]]) -> list[str]:

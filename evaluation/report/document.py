@@ -26,7 +26,8 @@ from urllib.parse import quote
 @dataclass(frozen=True)
 class Span:
     """A run of text; `href` (a path relative to the document) makes it a link, `code` a code span (formulas such
-    as edit rules)."""
+    as edit rules), `note` a side note of a table cell (such as its N), on a line of its own in HTML so that wide
+    tables stay narrow."""
 
     text: str
     href: str | None = None
@@ -34,6 +35,7 @@ class Span:
     code: bool = False
     plain: bool = False
     latex: str | None = None
+    note: bool = False
 
 
 Inline = tuple[Span, ...]
@@ -261,6 +263,7 @@ th, td { border: 1px solid #d0d7de; padding: .3rem .65rem; vertical-align: top; 
 thead th { background: #eaeef2; }
 tbody tr:nth-child(even) { background: #f6f8fa; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.note { display: block; font-size: .8rem; color: #57606a; }
 figure.plot { margin: 1rem 0; }
 figure.plot img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1rem; }
@@ -284,7 +287,10 @@ def _html_comment(text: str) -> str:
 
 
 def _html_inline(content: Inline) -> str:
-    return _render_inline(content, lambda span: _escape(span.text), code="<code>{}</code>".format,
+    def text_of(span: Span) -> str:
+        return f'<span class="note">{_escape(span.text)}</span>' if span.note else _escape(span.text)
+
+    return _render_inline(content, text_of, code="<code>{}</code>".format,
                           strong="<strong>{}</strong>".format,
                           link=lambda href, text: f'<a href="{_escape(quote(href))}">{text}</a>')
 
