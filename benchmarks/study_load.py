@@ -40,6 +40,7 @@ from sqlalchemy import func, select
 
 from studies import db
 from studies.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_study, sha256_hex
+from studies.text import COMPREHENSION
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "studies" / "app.py"
@@ -163,7 +164,11 @@ async def participate(browser, base: str, who: Participant, deadline: float) -> 
         await page.goto(f"{base}/?PROLIFIC_PID={who.pid}&part={who.part}", timeout=120_000)
         await page.get_by_text("I have read the information").click(timeout=120_000)
         await page.get_by_role("button", name="Start").click(timeout=120_000)
-        await page.get_by_role("button", name="Begin").click(timeout=120_000)
+        await page.get_by_role("button", name="Continue").click(timeout=120_000)
+        for question in COMPREHENSION[who.part]:  # the comprehension check, answered as the instructions say
+            group = page.get_by_test_id("stRadio").filter(has_text=question.prompt)
+            await group.get_by_text(question.expected, exact=True).click(timeout=120_000)
+        await page.get_by_role("button", name="Check my answers").click(timeout=120_000)
         if not await _wait_for_change(page, 0, 120):
             who.error = "the first screen did not appear within 120 s"
             return

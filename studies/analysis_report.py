@@ -194,6 +194,9 @@ def write_report(result: Mapping[str, Any], folder: str | Path) -> dict[str, Pat
     ]
     if ex["excluded"]:
         blocks.append(_text("Excluded: " + ", ".join(ex["excluded"])))
+    if result.get("plan"):  # set by `stylex study analyze`: the pre-registration it followed, or that there is none
+        summary = result["plan"]["summary"]
+        blocks.append(_text(summary[:1].upper() + summary[1:] + "."))
     if result.get("accuracy"):
         acc_df = pd.DataFrame(result["accuracy"])
         blocks += _accuracy_blocks(result, acc_df)

@@ -4,12 +4,23 @@
 
 or set STYLEX_STUDY_DB / STYLEX_STUDY_MATERIALS / STYLEX_STUDY_ID (command-line values win). Optional:
 STYLEX_PROLIFIC_URL (completion link; "{code}" in it is replaced by the code) and STYLEX_PROLIFIC_CODE (one
-study-wide completion code instead of a random code per participant).
+study-wide completion code instead of a random code per participant). Screening, each as a script argument or an
+environment variable:
 
-Participants arrive with ``?PROLIFIC_PID=...&part=coherence|description``. All progress lives in the database
-(see studies/db.py): consent creates the participant and the whole trial plan, every screen shows the first
-unanswered trial, so a reload resumes. The browser only ever gets neutral captions and GIF bytes (served under
-content-hash URLs); asset file names, methods, attributes and the answer key stay on the server.
+* ``--comprehension-failures N`` / STYLEX_STUDY_COMPREHENSION_FAILURES: screen a participant out after N failed
+  attempts at the comprehension check (default 3; ``off``: never, the check repeats until passed);
+* ``--attention-failures N`` / STYLEX_STUDY_ATTENTION_FAILURES: screen out after N wrongly answered attention trials
+  (default ``off``: record everything and exclude in the analysis, as the paper did);
+* ``--return-url URL`` / STYLEX_PROLIFIC_RETURN_URL: the link a screened-out participant gets back to the platform,
+  e.g. Prolific's ``https://app.prolific.com/submissions/complete?cc=<screen-out code>``.
+
+Participants arrive with ``?PROLIFIC_PID=...&part=coherence|description`` (and Prolific's ``SESSION_ID``). All
+progress lives in the database (see studies/db.py): consent creates the participant and the whole trial plan, every
+screen shows the first unanswered trial, so a reload resumes. The participant id is bound to the first browser that
+consents with it: the app puts a random ``session_token`` in that browser's URL, and a later visit needs that token
+or the same SESSION_ID; another browser gets one line saying so, never the trials or the completion code
+(``stylex study release`` frees the id). The browser only ever gets neutral captions and GIF bytes (served under
+content-hash URLs); asset file names, methods, attributes and the answer keys stay on the server.
 """
 
 from __future__ import annotations
@@ -31,12 +42,24 @@ import streamlit as st
 from studies import db
 from studies.design import plan_trials
 from studies.manifest import asset_paths, load_manifest
-from studies.text import DescriptionError, check_description, normalize_text, words
+from studies.text import (
+    COMPREHENSION,
+    INSTRUCTIONS,
+    MAX_WORDS,
+    DescriptionError,
+    check_description,
+    comprehension_mistakes,
+    normalize_text,
+    question_options,
+    words,
+)
 from stylex.errors import UserError
 
 PID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_WORDS = 4
+TOKEN_PARAM = "session_token"
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 MAX_CHARS = 40
+DEFAULT_COMPREHENSION_FAILURES = 3
 PART1_CAPTIONS = ("Reference 1", "Reference 2", "A", "B")
 PART2_CAPTIONS = ("Example 1", "Example 2", "Example 3", "Example 4")
 
@@ -46,21 +69,47 @@ class Config:
     db_url: str | None
     materials: str | None
     study_id: str | None
+    comprehension_failures: int | None = DEFAULT_COMPREHENSION_FAILURES  # None: never screen out
+    attention_failures: int | None = None  # None: never screen out (record, exclude in the analysis)
+    return_url: str | None = None
+
+
+def _failure_limit(value: str | None, option: str, default: int | None) -> int | None:
+    """A screening limit: unset -> ``default``, "off" -> None (never screen out), else a whole number >= 1."""
+    if value is None or not value.strip():
+        return default
+    if value.strip().lower() == "off":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UserError(f"{option} must be a whole number of failures, 1 or more, or 'off'; got {value!r}")
+    return int(value)
 
 
 def read_config(argv: list[str] | None = None) -> Config:
-    """Script arguments (after ``--``, or all of them under ``streamlit run``), then environment variables."""
+    """Script arguments (after ``--``, or all of them under ``streamlit run``), then environment variables; a bad
+    screening value is a UserError naming the option."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--db")
-    parser.add_argument("--materials")
-    parser.add_argument("--study")
+    for option in ("--db", "--materials", "--study", "--comprehension-failures", "--attention-failures",
+                   "--return-url"):
+        parser.add_argument(option)
     args, _ = parser.parse_known_args(argv)
-    return Config(db_url=args.db or os.environ.get("STYLEX_STUDY_DB"),
-                  materials=args.materials or os.environ.get("STYLEX_STUDY_MATERIALS"),
-                  study_id=args.study or os.environ.get("STYLEX_STUDY_ID"))
+    env = os.environ.get
+    return_url = args.return_url or env("STYLEX_PROLIFIC_RETURN_URL") or None
+    if return_url is not None and not re.fullmatch(r"https?://[^\s]+", return_url):
+        raise UserError(f"--return-url / STYLEX_PROLIFIC_RETURN_URL must be an http(s) URL, got {return_url!r}")
+    return Config(db_url=args.db or env("STYLEX_STUDY_DB"),
+                  materials=args.materials or env("STYLEX_STUDY_MATERIALS"),
+                  study_id=args.study or env("STYLEX_STUDY_ID"),
+                  comprehension_failures=_failure_limit(
+                      args.comprehension_failures or env("STYLEX_STUDY_COMPREHENSION_FAILURES"),
+                      "--comprehension-failures / STYLEX_STUDY_COMPREHENSION_FAILURES",
+                      DEFAULT_COMPREHENSION_FAILURES),
+                  attention_failures=_failure_limit(args.attention_failures or env("STYLEX_STUDY_ATTENTION_FAILURES"),
+                                                    "--attention-failures / STYLEX_STUDY_ATTENTION_FAILURES", None),
+                  return_url=return_url)
 
 
 def participant_seed(study_id: str, pid: str) -> int:
@@ -102,13 +151,15 @@ def _flash(kind: str, message: str) -> None:
 # ------------------------------------------------------------------------------------------------------ callbacks
 
 
-def _on_consent(url: str, study_id: str, pid: str, part: str) -> None:
+def _on_consent(url: str, study_id: str, pid: str, part: str, token: str, platform_session: str | None) -> None:
     if not st.session_state.get("consent-box"):
         _flash("warning", "Please tick the box to confirm that you agree to take part.")
         return
     engine = _engine(url)
     try:
         participant_id = db.get_or_create_participant(engine, study_id, pid, part, participant_seed(study_id, pid))
+        if not db.bind_session(engine, participant_id, token, platform_session):
+            return  # another browser consented with this id first: the page now says so
         participant = db.get_participant(engine, participant_id)
         items, key = db.study_items(engine, study_id)
         plan = plan_trials(items, participant["part"], participant["seed"],
@@ -124,19 +175,44 @@ def _on_start(pid: str) -> None:
     st.session_state[f"instructed-{pid}"] = True
 
 
+def _on_comprehension(url: str, participant_id: int, pid: str, part: str, attempt: int,
+                      max_failures: int | None) -> None:
+    """Check the answers of attempt ``attempt`` (bound when the form was rendered, and in its widget keys, so a
+    double submit or an old form counts once: db.record_comprehension ignores a stale attempt)."""
+    answers = {q.question_id: st.session_state.get(f"comprehension-{attempt}-{q.question_id}")
+               for q in COMPREHENSION[part]}
+    if any(answer is None for answer in answers.values()):
+        _flash("warning", "Please answer every question.")
+        return
+    outcome = db.record_comprehension(_engine(url), participant_id, attempt, comprehension_mistakes(part, answers),
+                                      max_failures)
+    if outcome == "passed":
+        _flash("success", "Thank you. The study starts now.")
+    elif outcome == "failed":
+        st.session_state[f"instructed-{pid}"] = False  # back to the instructions
+        left = None if max_failures is None else max_failures - attempt
+        tries = "" if left is None else f" You have {left} more {'try' if left == 1 else 'tries'}."
+        _flash("warning", "Some of your answers do not match the instructions. Please read them again, then answer "
+                          "the questions once more." + tries)
+
+
 ALREADY_RECORDED = ("Your answer to the previous screen had already been recorded, so that click was not counted "
                     "again. This is the next screen: please answer it.")
 NOTHING_RECORDED = "No answer has been recorded for this screen yet: please answer it and press Submit."
 
 
-def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: int) -> None:
+def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: int,
+               attention_failures: int | None) -> None:
     """Validate and store the answer of the trial this form was rendered for (``trial_id`` is bound when the form is
-    rendered, and the form's widgets are keyed by it, so a submit can only ever answer that trial).
+    rendered, and the form's widgets are keyed by it, so a submit can only ever answer that trial). With attention
+    screening on, a wrong attention answer that reaches the limit screens the participant out.
 
     A submit for a trial that already has an answer (a double click, a click on the previous screen's button while
     the next one renders, a second tab) records nothing and says so: never a silent drop."""
     st.session_state["submit-handled"] = True
     engine = _engine(url)
+    if db.get_participant(engine, participant_id)["status"] == "screened_out":
+        return  # a form still open in a second tab of this browser: the page now shows the end screen
     if db.is_answered(engine, trial_id):
         db.log_event(engine, "duplicate_submit", participant_id, {"trial_id": trial_id})
         _flash("info", ALREADY_RECORDED)
@@ -161,6 +237,8 @@ def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: in
         db.log_event(engine, "duplicate_submit", participant_id, {"trial_id": trial_id})
         _flash("info", ALREADY_RECORDED)
         return
+    if kind == "attention" and attention_failures is not None:
+        db.screen_out_on_attention(engine, participant_id, attention_failures)
     if kind == "practice":
         right = db.response_correct(engine, trial_id)
         _flash("success" if right else "info",
@@ -172,7 +250,7 @@ def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: in
 # ----------------------------------------------------------------------------------------------------------- pages
 
 
-def _consent_page(url: str, study_id: str, pid: str, part: str) -> None:
+def _consent_page(url: str, study_id: str, pid: str, part: str, token: str, platform_session: str | None) -> None:
     st.title("Welcome")
     st.markdown(
         "You are invited to take part in a short research study about how people perceive changes in images.\n\n"
@@ -182,29 +260,31 @@ def _consent_page(url: str, study_id: str, pid: str, part: str) -> None:
         "No other personal data is collected."
     )
     st.checkbox("I have read the information above and agree to take part.", key="consent-box")
-    st.button("Start", type="primary", key="consent-button", on_click=_on_consent, args=(url, study_id, pid, part))
+    st.button("Start", type="primary", key="consent-button", on_click=_on_consent,
+              args=(url, study_id, pid, part, token, platform_session))
 
 
 def _instructions_page(part: str, pid: str) -> None:
     st.title("Instructions")
-    if part == "coherence":
-        st.markdown(
-            "On every screen you see four animated images. The two on the left, marked **Reference**, show the "
-            "same kind of change applied to two different pictures.\n\n"
-            "The two on the right, marked **A** and **B**, show a change on two other pictures. "
-            "**Pick the option (A or B) that shows the same kind of change as the references**, then press Submit.\n\n"
-            "The first screen is a practice round and tells you how you did."
-        )
-    else:
-        st.markdown(
-            "On every screen you see four animated images. All four show the same kind of change.\n\n"
-            f"**Describe the single most prominent change in 1 to {MAX_WORDS} words** (for example: "
-            "*hair gets darker*), then press Submit."
-        )
-    st.button("Begin", type="primary", key="begin-button", on_click=_on_start, args=(pid,))
+    st.markdown(INSTRUCTIONS[part] + "\n\nNext, a few questions check that the task is clear.")
+    st.button("Continue", type="primary", key="begin-button", on_click=_on_start, args=(pid,))
 
 
-def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], participant_id: int) -> None:
+def _comprehension_page(config: Config, participant: dict, pid: str) -> None:
+    part, attempt = participant["part"], participant["comprehension_tries"] + 1
+    st.title("A few questions about the task")
+    st.markdown("Please answer these questions about the instructions before the study starts.")
+    with st.form(f"comprehension-{attempt}", clear_on_submit=False):
+        for question in COMPREHENSION[part]:
+            st.radio(question.prompt, question_options(question, participant["seed"]), index=None,
+                     key=f"comprehension-{attempt}-{question.question_id}")
+        st.form_submit_button("Check my answers", type="primary", on_click=_on_comprehension,
+                              args=(config.db_url, participant["id"], pid, part, attempt,
+                                    config.comprehension_failures))
+
+
+def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], participant_id: int,
+                attention_failures: int | None) -> None:
     trial_id = trial["trial_id"]
     missing = [a for a in trial["assets"] if a not in paths]
     if missing:
@@ -233,7 +313,7 @@ def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], partic
             st.text_input(f"Describe the most prominent change in 1 to {MAX_WORDS} words", max_chars=MAX_CHARS,
                           key=f"text-{trial_id}")  # checked and normalised by studies.text.check_description
         st.form_submit_button("Submit", type="primary", on_click=_on_submit,
-                              args=(url, part, trial_id, trial["kind"], participant_id))
+                              args=(url, part, trial_id, trial["kind"], participant_id, attention_failures))
 
 
 def _completion_code() -> str:
@@ -251,9 +331,53 @@ def _debrief_page(code: str) -> None:
         st.markdown("Please enter this code on Prolific to confirm that you took part.")
 
 
+def _screened_out_page(return_url: str | None) -> None:
+    st.title("Thank you for your time")
+    st.markdown("Some of the check questions were not answered as the instructions describe, so the study ends "
+                "here. We are sorry that you cannot continue.")
+    if return_url:
+        st.markdown("Please go back to Prolific with the button below.")
+        st.link_button("Return to Prolific", return_url, type="primary")
+    else:
+        st.markdown("Please go back to Prolific and return the study there.")
+
+
+SESSION_IN_USE = ("This participant ID is already taking part in another browser. Please continue there, or "
+                  "contact the researchers if you can no longer open it.")
+
+
+def _session_token() -> str:
+    """This browser's token: the one in its URL (a reload, or a link copied within this browser), else a new one put
+    into the URL, so a reload keeps it. Only a token the server stored for the participant ever lets a visit in."""
+    token = st.query_params.get(TOKEN_PARAM) or st.session_state.get("session-token")
+    if not token or not TOKEN_RE.fullmatch(token):
+        token = secrets.token_urlsafe(32)
+    st.session_state["session-token"] = token
+    if st.query_params.get(TOKEN_PARAM) != token:
+        st.query_params[TOKEN_PARAM] = token
+    return token
+
+
+def _check_session(engine, participant: dict, token: str, platform_session: str | None) -> None:
+    """Stop here, with one line, unless this visit is the browser session the participant is bound to (binding a
+    participant that has none: one from before sessions were bound, or released by `stylex study release`)."""
+    if db.session_matches(participant, token, platform_session):
+        return
+    if participant["session_token"] is None and db.bind_session(engine, participant["id"], token, platform_session):
+        return
+    if not st.session_state.get("session-refused-logged"):
+        st.session_state["session-refused-logged"] = True
+        db.log_event(engine, "session_refused", participant["id"], {"platform_session_id": platform_session})
+    _fail(SESSION_IN_USE)
+
+
 def main() -> None:
     st.set_page_config(page_title="Image study", layout="wide", initial_sidebar_state="collapsed")
-    config = read_config()
+    try:
+        config = read_config()
+    except UserError as err:
+        print(f"study app: {err}", file=sys.stderr)  # for the researchers, in the server's log
+        _fail("This study is not configured correctly. Please contact the researchers.")
     if not config.db_url or not config.materials:
         _fail("This study is not configured yet. Please contact the researchers.")
     pid = st.query_params.get("PROLIFIC_PID") or st.session_state.get("pid")
@@ -264,11 +388,17 @@ def main() -> None:
     if part not in db.PARTS:
         _fail("This link names an unknown part of the study. Please open the study from Prolific.")
     st.session_state["part"] = part
+    platform_session = st.query_params.get("SESSION_ID") or st.session_state.get("platform-session")
+    if platform_session is not None and not PID_RE.fullmatch(platform_session):
+        _fail("This link has an invalid session ID. Please open the study from Prolific.")
+    st.session_state["platform-session"] = platform_session
+    token = _session_token()
 
     try:
         engine = _engine(config.db_url)
         manifest_study, paths = _materials(config.materials)
-    except UserError:
+    except UserError as err:
+        print(f"study app: {err}", file=sys.stderr)  # e.g. a database of an older schema: the fix is in the message
         _fail("The study is unavailable at the moment. Please contact the researchers.")
     study_id = config.study_id or manifest_study
     if not study_id or not db.study_exists(engine, study_id):
@@ -280,9 +410,13 @@ def main() -> None:
 
     participant = db.find_participant(engine, study_id, pid)
     if participant is None:
-        _consent_page(config.db_url, study_id, pid, part)
+        _consent_page(config.db_url, study_id, pid, part, token, platform_session)
         return
+    _check_session(engine, participant, token, platform_session)
     part = participant["part"]  # a returning id keeps the part it consented to
+    if participant["status"] == "screened_out":
+        _screened_out_page(config.return_url)
+        return
     if participant["status"] == "completed":
         _debrief_page(participant["completion_code"])
         return
@@ -297,10 +431,15 @@ def main() -> None:
         db.log_event(engine, "completed", participant["id"])
         _debrief_page(code)
         return
-    if trial["n_done"] == 0 and trial["shown_at"] is None and not st.session_state.get(f"instructed-{pid}"):
-        _instructions_page(part, pid)
+    # Instructions, then the comprehension check, until it is passed; a participant whose first trial was already
+    # shown (one from before the check existed) goes on with the trials.
+    if trial["n_done"] == 0 and trial["shown_at"] is None and participant["comprehension_passed_at"] is None:
+        if st.session_state.get(f"instructed-{pid}"):
+            _comprehension_page(config, participant, pid)
+        else:
+            _instructions_page(part, pid)
         return
-    _trial_page(config.db_url, part, trial, paths, participant["id"])
+    _trial_page(config.db_url, part, trial, paths, participant["id"], config.attention_failures)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     check_serve(args.db, args.materials, args.study)
     env = {**os.environ, "STYLEX_STUDY_DB": args.db, "STYLEX_STUDY_MATERIALS": str(args.materials),
            "STYLEX_STUDY_ID": args.study}
+    screening = {"STYLEX_STUDY_COMPREHENSION_FAILURES": args.comprehension_failures,
+                 "STYLEX_STUDY_ATTENTION_FAILURES": args.attention_failures,
+                 "STYLEX_PROLIFIC_RETURN_URL": args.return_url}
+    env.update({name: value for name, value in screening.items() if value is not None})  # the app checks them
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port),
                "--server.address", args.address]
     raise SystemExit(subprocess.call(command, env=env, cwd=APP.parent.parent))
@@ -132,12 +136,99 @@ def cmd_backup(args: argparse.Namespace) -> None:
 @_database_errors
 def cmd_analyze(args: argparse.Namespace) -> None:
     from studies import analysis
+    from studies.plan import find_plan, no_plan_note
 
+    # the plan is looked up before anything is read or written, so a mistyped --plan stops the command cleanly
+    plan = find_plan(args.plan, args.materials)
     responses = _read_frames(args.db)["responses"]
     result = analysis.analyze(responses)
+    result["plan"] = plan.as_json() if plan is not None else {"path": None, "summary": no_plan_note(args.materials)}
+    print(result["plan"]["summary"])
     written = analysis.write_report(result, args.out)
     (args.out / "analysis.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print("wrote " + ", ".join(str(p) for p in [*written.values(), args.out / "analysis.json"]))
+
+
+@_database_errors
+def cmd_status(args: argparse.Namespace) -> None:
+    """Print where the study stands; with --watch, again every N seconds until Ctrl-C (which ends it cleanly)."""
+    import time
+
+    from studies import db
+    from studies.status import format_status, read_status
+    from stylex.errors import UserError
+
+    if args.watch is not None and not args.watch > 0:
+        raise UserError(f"--watch takes a number of seconds above 0, got {args.watch}")
+    engine = db.open_readonly(args.db)  # never creates a database; each read is a fresh snapshot
+    try:
+        where = str(db.database_path(args.db))
+        print(format_status(read_status(engine, args.study, where)), end="", flush=True)
+        while args.watch is not None:
+            time.sleep(args.watch)
+            # clear the terminal so the tables stay in place; a pipe or log gets a separator instead
+            print("\x1b[2J\x1b[H" if sys.stdout.isatty() else "\n" + "-" * 80 + "\n", end="")
+            print(format_status(read_status(engine, args.study, where)), end="", flush=True)
+    except KeyboardInterrupt:
+        print()  # Ctrl-C is how --watch ends: not an error
+    finally:
+        engine.dispose()
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from studies.plan import (
+        DEFAULT_EFFECT,
+        PLAN_NAME,
+        check_plan_target,
+        parse_effect,
+        parse_grid,
+        plan_text,
+        study_design,
+        write_plan,
+    )
+
+    effects = [parse_effect(text) for text in (args.effect or [DEFAULT_EFFECT])]
+    grid = parse_grid(args.grid)
+    design = study_design(args.materials, args.study)
+    out = args.out if args.out is not None else args.materials / PLAN_NAME
+    check_plan_target(out, args.force)  # before the power analysis, which takes a while
+    print(f"power analysis: {len(grid)} x {args.sims} simulated studies per effect, each analysed with the GEE",
+          flush=True)
+    record = write_plan(plan_text(design, out, effects, grid, args.sims, args.seed, args.target_power), out,
+                        force=args.force)
+    print(f"wrote {record.path}")
+    print(f"plan SHA-256: {record.sha256}")
+
+
+@_database_errors
+def cmd_release(args: argparse.Namespace) -> None:
+    """Free a participant id from the browser it is bound to (a participant who lost their browser): the next browser
+    that opens the study link with this id binds it and continues where the participant stopped."""
+    from studies import db
+
+    db.open_readonly(args.db).dispose()  # a mistyped path or a file that is no study database: refused, untouched
+    engine = db.make_engine(args.db)
+    try:
+        released = db.release_session(engine, args.study, args.pid)  # logged as a 'session_released' event
+    finally:
+        engine.dispose()
+    if released:
+        print(f"released participant {args.pid!r} of study {args.study!r}: the next browser that opens the study "
+              "link with this id continues the study")
+    else:
+        print(f"participant {args.pid!r} of study {args.study!r} is not bound to a browser; nothing to release")
+
+
+@_database_errors
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    """Bring a study database written by an earlier version to this schema, in place (columns added, rows kept)."""
+    from studies import db
+
+    before = db.upgrade_schema(args.db)
+    if before == db.SCHEMA_VERSION:
+        print(f"{args.db} already has schema version {before}; nothing to do")
+    else:
+        print(f"upgraded {args.db} from schema version {before} to {db.SCHEMA_VERSION}")
 
 
 def add_study_commands(commands) -> None:
@@ -164,6 +255,13 @@ def add_study_commands(commands) -> None:
     serve.add_argument("--study", required=True)
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--address", default="127.0.0.1", help="bind address (put a TLS reverse proxy in front)")
+    serve.add_argument("--comprehension-failures", metavar="N|off",
+                       help="screen a participant out after N failed comprehension checks (default 3)")
+    serve.add_argument("--attention-failures", metavar="N|off",
+                       help="screen out after N wrong attention checks (default off: record, exclude in the analysis)")
+    serve.add_argument("--return-url", metavar="URL",
+                       help="where a screened-out participant returns to, e.g. Prolific's "
+                       "https://app.prolific.com/submissions/complete?cc=CODE")
     serve.set_defaults(handler=cmd_serve)
 
     export = sub.add_parser("export", help="responses, participants and trials as CSV files")
@@ -179,4 +277,38 @@ def add_study_commands(commands) -> None:
     analyze = sub.add_parser("analyze", help="accuracy tables, method comparison, word agreement, Table 2")
     analyze.add_argument("--db", required=True)
     analyze.add_argument("--out", required=True, type=Path)
+    analyze.add_argument("--plan", type=Path, help="the pre-registered plan followed (default: the materials')")
+    analyze.add_argument("--materials", type=Path, help="materials folder whose preregistration.md is the plan")
     analyze.set_defaults(handler=cmd_analyze)
+
+    status = sub.add_parser("status", help="progress, balance of methods, failed checks and time per screen")
+    status.add_argument("--db", required=True)
+    status.add_argument("--study", help="study id (default: the database's only study)")
+    status.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+    status.set_defaults(handler=cmd_status)
+
+    plan = sub.add_parser("plan", help="write the pre-registration (hypotheses, test, exclusions, planned N) and "
+                                       "print its hash")
+    plan.add_argument("--materials", required=True, type=Path, help="materials folder (manifest.json)")
+    plan.add_argument("--effect", action="append", metavar="ACC,REF_ACC",
+                      help="accuracy of the compared method, then of the reference, to detect (repeatable; "
+                           "default 0.8,0.6)")
+    plan.add_argument("--out", type=Path, help="plan file (default: MATERIALS/preregistration.md)")
+    plan.add_argument("--study", help="the study's id in its database (default: the manifest's)")
+    plan.add_argument("--grid", default="10,20,40,80", help="participant numbers to simulate (comma-separated)")
+    plan.add_argument("--sims", type=int, default=200, help="simulated studies per number of participants")
+    plan.add_argument("--target-power", type=float, default=0.8)
+    plan.add_argument("--seed", type=int, default=0)
+    plan.add_argument("--force", action="store_true", help="replace the plan already at --out")
+    plan.set_defaults(handler=cmd_plan)
+
+    release = sub.add_parser("release", help="free a participant id bound to a lost browser, so it can continue")
+    release.add_argument("--db", required=True)
+    release.add_argument("--study", required=True)
+    release.add_argument("--pid", required=True, help="the participant's id (PROLIFIC_PID)")
+    release.set_defaults(handler=cmd_release)
+
+    upgrade = sub.add_parser("upgrade", help="bring a study database of an earlier version to this schema (stop the "
+                                             "app first)")
+    upgrade.add_argument("--db", required=True)
+    upgrade.set_defaults(handler=cmd_upgrade)

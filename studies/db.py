@@ -22,11 +22,13 @@ The module imports no torch: the participant app must start fast and serve prebu
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from studies.engines import (
     BUSY_TIMEOUT_MS,
@@ -39,6 +41,7 @@ from studies.engines import (
     make_engine,
     open_readonly,
     session_scope,
+    upgrade_schema,
 )
 from studies.export import FORMULA_PREFIXES, RESPONSE_COLUMNS, backup, csv_safe, export_frames
 from studies.tables import (
@@ -46,6 +49,7 @@ from studies.tables import (
     OPTIONS,
     PARTS,
     SCHEMA_VERSION,
+    SCREEN_OUT_REASONS,
     STATUSES,
     TRIAL_KINDS,
     Asset,
@@ -64,13 +68,14 @@ from stylex.errors import UserError
 
 __all__ = [
     "ASSETS_PER_TRIAL", "BUSY_TIMEOUT_MS", "FORMULA_PREFIXES", "ITEM_KINDS", "MAX_PID_CHARS", "MAX_TEXT_CHARS",
-    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "STATUSES", "TRIAL_KINDS",
+    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "SCREEN_OUT_REASONS", "STATUSES", "TRIAL_KINDS",
     "Asset", "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial",
-    "add_items", "add_study", "add_trials", "backup", "check_database_file", "check_schema", "count_trials",
-    "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames", "find_participant", "finish",
-    "get_engine", "get_or_create_participant", "get_participant", "is_answered", "log_event", "make_engine",
-    "mark_shown", "next_trial", "open_readonly", "record_choice", "record_description", "response_correct",
-    "session_scope", "study_exists", "study_items", "utcnow",
+    "add_items", "add_study", "add_trials", "attention_failures", "backup", "bind_session", "check_database_file",
+    "check_schema", "count_trials", "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames",
+    "find_participant", "finish", "get_engine", "get_or_create_participant", "get_participant", "is_answered",
+    "log_event", "make_engine", "mark_shown", "next_trial", "open_readonly", "record_choice",
+    "record_comprehension", "record_description", "release_session", "response_correct", "screen_out_on_attention",
+    "session_matches", "session_scope", "study_exists", "study_items", "upgrade_schema", "utcnow",
 ]
 
 ASSETS_PER_TRIAL = 4
@@ -291,6 +296,8 @@ def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str])
             raise UserError(f"unknown participant {participant_id}")
         if participant.completion_code is not None:
             return participant.completion_code
+        if participant.status == "screened_out":
+            raise UserError(f"participant {participant_id} was screened out; no completion code")
         open_trials = session.execute(
             select(func.count(Trial.id)).where(Trial.participant_id == participant_id,
                                                Trial.id.not_in(select(Response.trial_id)))
@@ -309,8 +316,13 @@ def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str])
 def log_event(engine: Engine, kind: str, participant_id: int | None = None, detail: dict | None = None) -> None:
     """Append to the audit log; ``detail`` is stored as JSON (non-JSON values via str)."""
     with session_scope(engine) as session:
-        session.add(Event(participant_id=participant_id, ts=utcnow(), kind=kind,
-                          detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
+        _add_event(session, kind, participant_id, detail)
+
+
+def _add_event(session: Session, kind: str, participant_id: int | None, detail: dict | None = None) -> None:
+    """An event in the caller's transaction, so a state change and its audit row commit together or not at all."""
+    session.add(Event(participant_id=participant_id, ts=utcnow(), kind=kind,
+                      detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
 
 
 ITEM_KINDS = ("main", "attention", "describe")
@@ -396,3 +408,128 @@ def response_correct(engine: Engine, trial_id: int) -> bool | None:
             return None
         return row.choice == row.correct_option
 
+
+
+# ------------------------------------------------------------------------ sessions, comprehension check, screening
+
+
+def _same_secret(given: str | None, stored: str | None) -> bool:
+    return given is not None and stored is not None and hmac.compare_digest(given.encode(), stored.encode())
+
+
+def session_matches(participant: dict, token: str | None, platform_session_id: str | None) -> bool:
+    """Whether a visit with the app's URL ``token`` and the platform's ``platform_session_id`` (Prolific's SESSION_ID,
+    None when the link has none) is the browser session ``participant`` is bound to: either one matching is enough,
+    so a participant who reopens the study from Prolific in a new tab keeps going. An unbound participant (never
+    bound, or released) matches no visit: :func:`bind_session` binds it."""
+    return _same_secret(token, participant.get("session_token")) or _same_secret(
+        platform_session_id, participant.get("platform_session_id"))
+
+
+def bind_session(engine: Engine, participant_id: int, token: str, platform_session_id: str | None = None) -> bool:
+    """Bind an unbound participant to this visit (logged as 'session_bound'), or check the visit against the
+    binding; True if the visit may see the participant's screens.
+
+    Check and bind share one IMMEDIATE transaction, so of two browsers racing for an unbound id exactly one wins."""
+    if not isinstance(token, str) or not token:
+        raise UserError(f"binding participant {participant_id} needs a session token, got {token!r}")
+    with session_scope(engine) as session:
+        participant = session.get(Participant, participant_id)
+        if participant is None:
+            raise UserError(f"unknown participant {participant_id}")
+        if participant.session_token is None:
+            participant.session_token, participant.platform_session_id = token, platform_session_id
+            _add_event(session, "session_bound", participant_id, {"platform_session_id": platform_session_id})
+            return True
+        return session_matches({"session_token": participant.session_token,
+                                "platform_session_id": participant.platform_session_id}, token, platform_session_id)
+
+
+def release_session(engine: Engine, study_id: str, external_pid: str) -> bool:
+    """Forget the browser session ``external_pid`` is bound to, so that the next browser opening its link binds it
+    and continues (a participant who lost their browser); True if it was bound. Logged as 'session_released' with
+    the platform session id it had (the token is a credential and is not logged)."""
+    with session_scope(engine) as session:
+        if session.get(Study, study_id) is None:
+            raise UserError(f"unknown study {study_id!r}")
+        participant = session.execute(select(Participant).where(
+            Participant.study_id == study_id, Participant.external_pid == external_pid)).scalar_one_or_none()
+        if participant is None:
+            raise UserError(f"no participant {external_pid!r} in study {study_id!r} (ids are case-sensitive)")
+        if participant.session_token is None:
+            return False
+        _add_event(session, "session_released", participant.id,
+                   {"platform_session_id": participant.platform_session_id})
+        participant.session_token = participant.platform_session_id = None
+        return True
+
+
+def _screen_out(session: Session, participant: Participant, reason: str, detail: dict) -> None:
+    if reason not in SCREEN_OUT_REASONS:
+        raise UserError(f"screen-out reason must be one of {SCREEN_OUT_REASONS}, got {reason!r}")
+    participant.status = "screened_out"
+    _add_event(session, "screened_out", participant.id, {"reason": reason, **detail})
+
+
+def record_comprehension(engine: Engine, participant_id: int, attempt: int, wrong: Sequence[str],
+                         max_failures: int | None) -> str:
+    """Store attempt number ``attempt`` (1, 2, ...) at the comprehension check; ``wrong`` holds the ids of the
+    questions answered wrongly (empty: passed). Returns what happened:
+
+    * "passed": ``comprehension_passed_at`` is set;
+    * "failed": logged as 'comprehension_failed' ({"try": attempt, "wrong": [...]});
+    * "screened_out": failed, and this was failure number ``max_failures`` (None: never screen out), so the
+      participant is screened out ('screened_out' event with reason "comprehension");
+    * "stale": nothing stored, because the participant is not at this attempt (a double submit or an old form
+      submitting again, or a participant who passed, finished or was screened out meanwhile).
+
+    Every attempt before a pass is a failure, so ``comprehension_tries`` is also the number of failures until then."""
+    with session_scope(engine) as session:
+        participant = session.get(Participant, participant_id)
+        if participant is None:
+            raise UserError(f"unknown participant {participant_id}")
+        if (participant.status in ("completed", "screened_out") or participant.comprehension_passed_at is not None
+                or participant.comprehension_tries != attempt - 1):
+            return "stale"
+        participant.comprehension_tries = attempt
+        if not wrong:
+            participant.comprehension_passed_at = utcnow()
+            return "passed"
+        _add_event(session, "comprehension_failed", participant_id, {"try": attempt, "wrong": list(wrong)})
+        if max_failures is not None and attempt >= max_failures:
+            _screen_out(session, participant, "comprehension", {"failures": attempt})
+            return "screened_out"
+        return "failed"
+
+
+def _attention_failures(session: Session, participant_id: int) -> int:
+    return session.execute(
+        select(func.count(Trial.id)).join(Response, Response.trial_id == Trial.id)
+        .where(Trial.participant_id == participant_id, Trial.kind == "attention",
+               Response.choice.is_not(None), Response.choice != Trial.correct_option)
+    ).scalar()
+
+
+def attention_failures(engine: Engine, participant_id: int) -> int:
+    """How many attention trials the participant answered wrongly (practice trials do not count)."""
+    with session_scope(engine) as session:
+        return _attention_failures(session, participant_id)
+
+
+def screen_out_on_attention(engine: Engine, participant_id: int, max_failures: int) -> bool:
+    """Screen the participant out ('screened_out' event with reason "attention") once ``max_failures`` attention
+    trials are answered wrongly; True if this call did. Count and status change share one transaction, so a
+    double submit cannot screen out twice."""
+    if not isinstance(max_failures, int) or max_failures < 1:
+        raise UserError(f"max_failures must be a positive int, got {max_failures!r}")
+    with session_scope(engine) as session:
+        participant = session.get(Participant, participant_id)
+        if participant is None:
+            raise UserError(f"unknown participant {participant_id}")
+        if participant.status not in ("consented", "in_progress"):
+            return False
+        failures = _attention_failures(session, participant_id)
+        if failures < max_failures:
+            return False
+        _screen_out(session, participant, "attention", {"failures": failures})
+        return True

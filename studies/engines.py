@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateColumn
 
-from studies.tables import SCHEMA_VERSION, Base, SchemaVersion
+from studies.tables import ADDED_COLUMNS, SCHEMA_VERSION, Base, SchemaVersion
 from stylex.errors import UserError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -109,18 +110,69 @@ def dispose_engines() -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and record the schema version, or refuse a file written by another version.
+    """Create missing tables and record the schema version, or refuse a file written by another version (an older
+    one with how to upgrade it: :func:`upgrade_schema`).
 
     Runs in one IMMEDIATE transaction (SQLite DDL is transactional), so concurrent callers serialise and a version
     mismatch leaves the file untouched."""
     with engine.begin() as conn:
+        versions = conn.execute(select(SchemaVersion.version)).scalars().all() if _has_tables(conn) else []
+        if versions and versions != [SCHEMA_VERSION]:
+            # Checked before create_all, which would add tables of this version to a file of another one.
+            raise UserError(version_mismatch(engine.url.database, versions))
         Base.metadata.create_all(conn)
-        versions = conn.execute(select(SchemaVersion.version)).scalars().all()
         if not versions:
             conn.execute(sqlite_insert(SchemaVersion).values(version=SCHEMA_VERSION))
-        elif versions != [SCHEMA_VERSION]:
-            raise UserError(f"{engine.url.database} has schema version {versions}, this code expects "
-                            f"{SCHEMA_VERSION}; export it and start a new database, or use the matching code")
+
+
+def _has_tables(conn: Any) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                                ).first() is not None
+
+
+def version_mismatch(path: str | os.PathLike | None, versions: list[int]) -> str:
+    """The error for a file of another schema version: how to upgrade an older one, what to use for a newer one."""
+    if len(versions) == 1 and versions[0] in UPGRADABLE:
+        url = f"sqlite:///{Path(str(path)).resolve()}"
+        return (f"{path} has schema version {versions[0]}, this code expects {SCHEMA_VERSION}; upgrade it in place "
+                f"(it only adds columns, every row is kept; stop the app first): stylex study upgrade --db {url}")
+    return (f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; use the code that wrote it "
+            "(export it and start a new database to move on)")
+
+
+UPGRADABLE = frozenset(range(min(ADDED_COLUMNS, default=SCHEMA_VERSION) - 1, SCHEMA_VERSION))
+"""The versions :func:`upgrade_schema` can bring to ``SCHEMA_VERSION``: every one from the first that
+``ADDED_COLUMNS`` describes the step from."""
+
+
+def upgrade_schema(url: str | URL) -> int:
+    """Bring an existing study database of an older schema version to ``SCHEMA_VERSION`` in place; returns the
+    version it had. Never creates a database, and refuses a file that is no study database or of an unknown version.
+
+    Each step appends the columns ``tables.ADDED_COLUMNS`` names, with the DDL a fresh database gets (so an upgraded
+    file has the same tables as a new one), and every step runs in one IMMEDIATE transaction with the version update:
+    SQLite's DDL is transactional, so a failure leaves the file as it was, and ADD COLUMN keeps every row."""
+    path = check_database_file(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            if not _has_tables(conn):
+                raise UserError(f"{path} is not a study database (no schema_version table)")
+            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+            if versions == [SCHEMA_VERSION]:
+                return SCHEMA_VERSION
+            if len(versions) != 1 or versions[0] not in UPGRADABLE:
+                raise UserError(version_mismatch(path, versions))
+            for version in range(versions[0] + 1, SCHEMA_VERSION + 1):
+                for table_name, columns in ADDED_COLUMNS.get(version, {}).items():
+                    table = Base.metadata.tables[table_name]
+                    for name in columns:
+                        ddl = CreateColumn(table.c[name]).compile(dialect=engine.dialect)
+                        conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
+            conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
+            return versions[0]
+    finally:
+        engine.dispose()
 
 
 def database_path(url: str | URL) -> Path:
@@ -170,8 +222,7 @@ def check_schema(engine: Engine, path: str | os.PathLike | None = None) -> None:
     except DBAPIError as err:
         raise UserError(f"{path} is not a study database ({err.orig})") from None
     if versions != [SCHEMA_VERSION]:
-        raise UserError(f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; "
-                        "use the matching code to read it")
+        raise UserError(version_mismatch(path, versions))
 
 
 def open_readonly(url: str | URL) -> Engine:

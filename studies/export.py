@@ -69,6 +69,10 @@ def backup(engine_or_url: Engine | str, target_path: str | os.PathLike) -> Path:
 RESPONSE_COLUMNS = ["participant", "participant_id", "study_id", "part", "kind", "method", "domain", "attr_i", "attr_j",
                     "choice", "correct", "text_raw", "text_norm", "rt_ms", "submitted_at", "trial_id", "seq"]
 
+# what binds a participant id to its browser works as that participant's password while the study runs: it stays in
+# the database (and its backups), never in the exported files that are shared for analysis
+SESSION_SECRETS = ("session_token", "platform_session_id")
+
 
 def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
     """The analysis input: 'responses' (one row per answered trial), 'participants', 'trials' and 'assets'.
@@ -101,7 +105,8 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
         responses[column] = responses[column].astype("Int64")
     responses["submitted_at"] = pd.to_datetime(responses["submitted_at"], utc=True)
 
-    participants_frame = pd.DataFrame(participants, columns=[c.key for c in Participant.__table__.columns])
+    participants_frame = pd.DataFrame(participants, columns=[c.key for c in Participant.__table__.columns
+                                                             if c.key not in SESSION_SECRETS])
     for column in ("consent_at", "started_at", "completed_at"):
         participants_frame[column] = pd.to_datetime(participants_frame[column], utc=True)
 

@@ -11,15 +11,24 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
-"""Bump when a table changes; ``create_schema`` refuses to open a file written with another version."""
+SCHEMA_VERSION = 2
+"""Bump when a table changes, and say in ``ADDED_COLUMNS`` what the new version adds: files written with an older
+version are upgraded in place by :func:`studies.engines.upgrade_schema`, files of any other version are refused."""
+
+ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
+    # version 2: sessions bound to participants and the comprehension check (issue 15)
+    2: {"participant": ("session_token", "platform_session_id", "comprehension_tries", "comprehension_passed_at")},
+}
+"""{version: {table: columns that version appended}}. Only appended columns with a default or NULL, so an upgrade is
+``ALTER TABLE ... ADD COLUMN`` and keeps every row."""
 
 PARTS = ("coherence", "description")
-# "screened_out" has no writer any more; it stays allowed so that the tables, and SCHEMA_VERSION, are unchanged.
+# "screened_out": ended early by the screening of studies/app.py (failed attention or comprehension checks).
 STATUSES = ("consented", "in_progress", "completed", "screened_out")
+SCREEN_OUT_REASONS = ("attention", "comprehension")
 TRIAL_KINDS = ("practice", "main", "attention")
 OPTIONS = ("A", "B")
 MAX_PID_CHARS = 128
@@ -86,7 +95,14 @@ class Asset(Base):
 
 
 class Participant(Base):
-    """A person in one part of one study. UNIQUE(study_id, external_pid): a returning Prolific id resumes."""
+    """A person in one part of one study. UNIQUE(study_id, external_pid): a returning Prolific id resumes, but only
+    in the browser session it is bound to.
+
+    ``session_token`` is the random token the app put in the first browser's URL, ``platform_session_id`` the
+    platform's session id of that visit (Prolific's SESSION_ID) when the link had one; a later visit must bring one of
+    the two (``stylex study release`` clears both, so the next browser binds again). ``comprehension_tries`` counts
+    submitted attempts at the comprehension check, the passing one included (0: never attempted, or a participant
+    from before the check existed); ``comprehension_passed_at`` is when it was passed."""
 
     __tablename__ = "participant"
     __table_args__ = (
@@ -105,6 +121,11 @@ class Participant(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completion_code: Mapped[str | None] = mapped_column(String(64))
+    # Schema version 2 (appended, so that upgrading a version 1 file is ALTER TABLE ... ADD COLUMN: ADDED_COLUMNS).
+    session_token: Mapped[str | None] = mapped_column(String(64))
+    platform_session_id: Mapped[str | None] = mapped_column(String(MAX_PID_CHARS))
+    comprehension_tries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    comprehension_passed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ItemColumns:
@@ -154,7 +175,11 @@ class Response(Base):
 
 
 class Event(Base):
-    """Audit log (resume, stale or duplicate submit, validation error, ...); ``detail`` is JSON text."""
+    """Audit log; ``detail`` is JSON text. Kinds written by the app and the CLI (``stylex study status`` counts some):
+    consent, completed, duplicate_submit, invalid_text, missing_asset, consent_error; session_bound (a browser took
+    a participant id), session_refused (another browser tried the id), session_released (``stylex study release``);
+    comprehension_failed ({"try": n, "wrong": [question ids]}); screened_out ({"reason": "attention" |
+    "comprehension", ...})."""
 
     __tablename__ = "event"
 

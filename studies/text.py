@@ -1,4 +1,9 @@
-"""Normalising the participants' free-text answers (Part 2: "describe the change in 1-4 words").
+"""What participants read and write: the instructions with their comprehension questions, and the normalising of
+the free-text answers (Part 2: "describe the change in 1-4 words").
+
+The instructions and the comprehension questions sit together here so that every question asks about something the
+instructions say (the check tests understanding of the text, not guessing); the answer a question expects stays on
+the server (the app sends the options only, in a per-participant order).
 
 One function decides what a description *is*, and every writer (the app, the simulated participants, the database
 layer) and the analysis use it, so the word count a participant is held to is the word count the analysis sees.
@@ -28,10 +33,81 @@ No third-party imports: the participant app calls this on every submit.
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
+from dataclasses import dataclass
 
-__all__ = ["DescriptionError", "check_description", "normalize_text", "words"]
+__all__ = ["COMPREHENSION", "INSTRUCTIONS", "MAX_WORDS", "DescriptionError", "Question", "check_description",
+           "comprehension_mistakes", "normalize_text", "question_options", "words"]
+
+MAX_WORDS = 4
+"""Part 2: a description has 1 to MAX_WORDS words (the instructions, the check question and the app's validation)."""
+
+INSTRUCTIONS = {
+    "coherence": (
+        "On every screen you see four animated images. The two on the left, marked **Reference**, show the same kind "
+        "of change applied to two different pictures.\n\n"
+        "The two on the right, marked **A** and **B**, show a change on two other pictures. **Pick the option (A or B) "
+        "that shows the same kind of change as the references**, then press Submit.\n\n"
+        "The first screen is a practice round and tells you how you did."
+    ),
+    "description": (
+        "On every screen you see four animated images. All four show the same kind of change.\n\n"
+        f"**Describe the single most prominent change in 1 to {MAX_WORDS} words** (for example: *hair gets darker*), "
+        "then press Submit."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    """A multiple-choice question about the instructions: ``expected`` is the one answer the instructions support."""
+
+    question_id: str
+    prompt: str
+    expected: str
+    others: tuple[str, ...]
+
+
+COMPREHENSION: dict[str, tuple[Question, ...]] = {
+    "coherence": (
+        Question("compare", "What do you compare on each screen?",
+                 "Which option, A or B, shows the same kind of change as the two references",
+                 ("Which of the four images is the most colourful", "Whether the two references show the same person")),
+        Question("references", "What do the two images marked Reference show?",
+                 "The same kind of change, on two different pictures",
+                 ("Two changes that have nothing in common", "The pictures before and after the study")),
+        Question("practice", "What is the first screen?",
+                 "A practice round that tells you how you did",
+                 ("The most important screen of the study", "A screen without a question")),
+    ),
+    "description": (
+        Question("words", "How many words should each description have?",
+                 f"1 to {MAX_WORDS} words", ("At least 10 words", "Two full sentences")),
+        Question("describe", "What should you describe?",
+                 "The single most prominent change that the four images show",
+                 ("Everything you can see in the first image", "Which of the four images you like best")),
+        Question("same", "What do the four images on a screen show?",
+                 "The same kind of change", ("Four unrelated changes", "Four photos taken at different times")),
+    ),
+}
+
+
+def question_options(question: Question, seed: int) -> list[str]:
+    """The options of ``question`` in an order fixed by ``seed`` (the participant's), so the expected one is not
+    always first and a rerun of the page keeps the order."""
+    options = [question.expected, *question.others]
+    random.Random(f"{seed}:{question.question_id}").shuffle(options)
+    return options
+
+
+def comprehension_mistakes(part: str, answers: dict[str, str | None]) -> list[str]:
+    """The ids of the questions of ``part`` whose answer (``answers[question_id]``; None: unanswered) is not the
+    expected one; empty when every answer is."""
+    if part not in COMPREHENSION:
+        raise ValueError(f"part must be one of {sorted(COMPREHENSION)}, got {part!r}")
+    return [q.question_id for q in COMPREHENSION[part] if answers.get(q.question_id) != q.expected]
 
 _REMOVED = frozenset("\u00ad\u200c\u200d\u2060\ufeff\u034f\u115f\u1160\u3164\uffa0\u2800")
 _WORD_PUNCT = frozenset("'\u2019-")

@@ -304,3 +304,13 @@ def test_the_analysis_imports_no_torch():
             "print(sorted(name for name in ('torch', 'matplotlib') if name in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert shown.strip() == "[]"
+
+
+@pytest.mark.parametrize("summary", ["plan followed: plans/p.md (SHA-256 " + "a" * 64 + ")",
+                                     "no pre-registered plan found (no --plan or --materials given); this analysis "
+                                     "follows no plan"])
+def test_report_names_the_plan_it_followed(tmp_path, summary):
+    result = an.analyze(_descriptions())
+    result["plan"] = {"path": None, "summary": summary}  # what `stylex study analyze` adds (studies.plan)
+    md = an.write_report(result, tmp_path)["markdown"].read_text(encoding="utf-8")
+    assert f"excluded: 0 (attention share < 1.0).\n\n{summary[0].upper()}{summary[1:]}.\n\n## Part 2" in md

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from studies import db
-from studies.app import ALREADY_RECORDED, NOTHING_RECORDED
+from studies.app import ALREADY_RECORDED, NOTHING_RECORDED, SESSION_IN_USE, TOKEN_PARAM
 from studies.manifest import MANIFEST_FORMAT, load_study
+from studies.text import COMPREHENSION
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "studies" / "app.py")
@@ -66,8 +67,7 @@ def synthetic_materials(folder: Path) -> tuple[Path, dict[str, str], dict]:
     return folder, key, manifest
 
 
-@pytest.fixture
-def study(tmp_path, monkeypatch):
+def make_study(tmp_path: Path, monkeypatch) -> tuple[str, dict[str, str], dict, object]:
     """(db url, answer key, manifest, engine): materials loaded into a fresh database, config in the env."""
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -79,19 +79,32 @@ def study(tmp_path, monkeypatch):
     monkeypatch.setenv("STYLEX_STUDY_DB", url)
     monkeypatch.setenv("STYLEX_STUDY_MATERIALS", str(folder))
     monkeypatch.setenv("STYLEX_STUDY_ID", STUDY)
-    monkeypatch.delenv("STYLEX_PROLIFIC_URL", raising=False)
-    monkeypatch.delenv("STYLEX_PROLIFIC_CODE", raising=False)
-    yield url, key, manifest, engine
+    for name in ("STYLEX_PROLIFIC_URL", "STYLEX_PROLIFIC_CODE", "STYLEX_PROLIFIC_RETURN_URL",
+                 "STYLEX_STUDY_COMPREHENSION_FAILURES", "STYLEX_STUDY_ATTENTION_FAILURES"):
+        monkeypatch.delenv(name, raising=False)  # the researcher's shell must not change what the tests see
+    return url, key, manifest, engine
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    yield make_study(tmp_path, monkeypatch)
     db.dispose_engines()
 
 
-def _app(pid: str | None, part: str | None = None) -> AppTest:
+def _app(pid: str | None, part: str | None = None, token: str | None = None, session_id: str | None = None) -> AppTest:
+    """A new browser session on the study link; ``token``: the session token its URL carries (a reload of a browser
+    that was already there), ``session_id``: Prolific's SESSION_ID."""
     at = AppTest.from_file(APP, default_timeout=30)
-    if pid is not None:
-        at.query_params["PROLIFIC_PID"] = pid
-    if part is not None:
-        at.query_params["part"] = part
+    for name, value in (("PROLIFIC_PID", pid), ("part", part), (TOKEN_PARAM, token), ("SESSION_ID", session_id)):
+        if value is not None:
+            at.query_params[name] = value
     return at.run()
+
+
+def _reload(at: AppTest) -> AppTest:
+    """The same browser reloading its page: a new Streamlit session on the URL the app left (with its token)."""
+    return _app(at.query_params.get("PROLIFIC_PID"), at.query_params.get("part"), at.query_params.get(TOKEN_PARAM),
+                at.query_params.get("SESSION_ID"))
 
 
 def _walk(node):
@@ -117,15 +130,45 @@ def _assert_no_leak(at: AppTest, manifest: dict) -> None:
     for asset in manifest["assets"]:
         assert asset["asset_id"] not in text and asset["sha256"] not in text
     for radio in at.radio:
-        assert list(radio.options) == ["A", "B"] and radio.value is None
+        if radio.key.startswith("choice-"):
+            assert list(radio.options) == ["A", "B"] and radio.value is None
 
 
-def _consent(at: AppTest) -> AppTest:
+def _button(at: AppTest, label: str):
+    matches = [button for button in at.button if button.label == label]
+    assert len(matches) == 1, [button.label for button in at.button]
+    return matches[0]
+
+
+def answer_comprehension(at: AppTest, part: str, wrong: tuple[str, ...] = ()) -> AppTest:
+    """On the comprehension page: the expected answer to every question except those in ``wrong``, then submit."""
+    questions = {q.question_id: q for q in COMPREHENSION[part]}
+    radios = [radio for radio in at.radio if radio.key.startswith("comprehension-")]
+    assert sorted(radio.key.rsplit("-", 1)[1] for radio in radios) == sorted(questions)
+    for radio in radios:
+        question = questions[radio.key.rsplit("-", 1)[1]]
+        assert sorted(radio.options) == sorted([question.expected, *question.others]) and radio.value is None
+        radio.set_value(question.others[0] if question.question_id in wrong else question.expected)
+    _button(at, "Check my answers").click()
+    return at.run()
+
+
+def _consent(at: AppTest, part: str = "coherence") -> AppTest:
+    """Consent, read the instructions, pass the comprehension check: the first trial."""
+    at = consent_and_read(at)
+    at = answer_comprehension(at, part)
+    assert not at.exception and (at.radio or at.text_input)
+    return at
+
+
+def consent_and_read(at: AppTest) -> AppTest:
+    """Consent and go past the instructions: the comprehension page."""
     assert not at.exception
     assert at.button(key="consent-button")
     at.checkbox(key="consent-box").check()
     at.button(key="consent-button").click()
     at.run()
+    assert at.title[0].value == "Instructions"
     at.button(key="begin-button").click()
     return at.run()
 
@@ -178,15 +221,17 @@ def test_part1_full_run(study):
     assert {r["trial_id"]: bool(r["correct"]) for r in responses} == expected
     assert sorted(r["kind"] for r in responses) == ["attention", "main", "main", "main", "main", "practice"]
     assert participants[0]["status"] == "completed" and participants[0]["completion_code"] == code
-    # the same link later shows the same code
-    again = _app("PID_part1-A")
+    # the same browser later shows the same code; another browser with the id gets one line, not the code
+    again = _reload(at)
     assert again.code[0].value == code
+    other = _app("PID_part1-A")
+    assert not other.code and [e.value for e in other.error] == [SESSION_IN_USE] and code not in _page_text(other)
 
 
 def test_part2_text_validation(study, monkeypatch):
     _url, _key, manifest, engine = study
     monkeypatch.setenv("STYLEX_PROLIFIC_URL", "https://app.prolific.com/submissions/complete?cc={code}")
-    at = _consent(_app("p2person", "description"))
+    at = _consent(_app("p2person", "description"), "description")
     assert not at.radio and at.text_input
     first = _current_trial_id(at)
     at.text_input[0].input("one two three four five six")
@@ -224,7 +269,7 @@ def test_resume_and_no_cache_leak(study, tmp_path):
     third = _current_trial_id(at)
     assert third != second
     # a reload is a new session: it resumes at the first unanswered trial, without the instructions
-    reloaded = _app("resumer")
+    reloaded = _reload(at)
     assert not reloaded.exception and _current_trial_id(reloaded) == third
     assert len(_responses(engine)[0]) == 2
     # a double submit of an answered trial records nothing new
@@ -309,7 +354,7 @@ ZWSP, RLO, NUL = "\u200b", "\u202e", "\x00"
 
 def test_part2_invisible_and_control_characters(study):
     _url, _key, _manifest, engine = study
-    at = _consent(_app("textprobe", "description"))
+    at = _consent(_app("textprobe", "description"), "description")
     first = _current_trial_id(at)
     for bad in (ZWSP.join(["one", "two", "three", "four", "five", "six"]), "=1+1", ZWSP * 3, f"{NUL}\n{RLO}",
                 "1 2 3"):

@@ -234,6 +234,16 @@ def test_export_frames(url):
     assert len(frames["assets"]) == 8
 
 
+def test_export_leaves_out_what_binds_a_participant_to_its_browser(url):
+    engine = db.get_engine(url)
+    participant_id = _participant_with_plan(engine, "p-bound", 2)
+    assert db.bind_session(engine, participant_id, "secret-token-of-the-first-browser", "prolific-session-7")
+    participants = db.export_frames(engine)["participants"]
+    assert participants["external_pid"].tolist() == ["p-bound"]
+    assert not {"session_token", "platform_session_id"} & set(participants.columns)
+    assert "secret-token" not in participants.to_csv() and "prolific-session-7" not in participants.to_csv()
+
+
 def test_validation_errors(url, tmp_path):
     engine = db.get_engine(url)
     participant_id = _participant_with_plan(engine, "p-bad", 2)
@@ -264,3 +274,86 @@ def test_validation_errors(url, tmp_path):
         session.execute(update(db.SchemaVersion).values(version=db.SCHEMA_VERSION + 1))
     with pytest.raises(UserError, match="schema version"):
         db.create_schema(engine)
+
+
+def _race(n_threads: int, work) -> list:
+    """Run ``work(k)`` on ``n_threads`` threads released together; their results, in thread order."""
+    barrier = threading.Barrier(n_threads, timeout=30)
+    results, errors = [None] * n_threads, []
+
+    def run(k: int) -> None:
+        try:
+            barrier.wait()
+            results[k] = work(k)
+        except Exception as exc:  # collected, asserted below: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    return results
+
+
+def _event_kinds(engine) -> list[str]:
+    with db.session_scope(engine) as session:
+        return list(session.scalars(select(db.Event.kind).order_by(db.Event.id)))
+
+
+def test_browsers_racing_for_one_participant_bind_one(url):
+    engine = db.get_engine(url)
+    participant_id = _participant_with_plan(engine, "p-race", 2)
+    bound = _race(16, lambda k: db.bind_session(engine, participant_id, f"token-{k:02d}", f"session-{k:02d}"))
+    assert sum(bound) == 1
+    winner = bound.index(True)
+    row = db.get_participant(engine, participant_id)
+    assert (row["session_token"], row["platform_session_id"]) == (f"token-{winner:02d}", f"session-{winner:02d}")
+    assert _event_kinds(engine) == ["session_bound"]
+    assert db.bind_session(engine, participant_id, f"token-{winner:02d}")  # the bound browser comes back
+    assert db.bind_session(engine, participant_id, "another", f"session-{winner:02d}")  # same platform session
+    assert not db.bind_session(engine, participant_id, "another", None)
+    assert db.release_session(engine, STUDY, "p-race") and not db.release_session(engine, STUDY, "p-race")
+    assert db.bind_session(engine, participant_id, "another")  # released: the next browser binds
+    assert _event_kinds(engine) == ["session_bound", "session_released", "session_bound"]
+    with pytest.raises(UserError, match="session token"):
+        db.bind_session(engine, participant_id, "")
+
+
+def test_double_submitted_comprehension_attempt_counts_once(url):
+    engine = db.get_engine(url)
+    participant_id = _participant_with_plan(engine, "p-checks", 2)
+    outcomes = _race(12, lambda k: db.record_comprehension(engine, participant_id, 1, ["compare"], 2))
+    assert sorted(outcomes) == ["failed"] + ["stale"] * 11
+    assert db.get_participant(engine, participant_id)["comprehension_tries"] == 1
+    outcomes = _race(12, lambda k: db.record_comprehension(engine, participant_id, 2, ["compare"], 2))
+    assert sorted(outcomes) == ["screened_out"] + ["stale"] * 11
+    row = db.get_participant(engine, participant_id)
+    assert row["status"] == "screened_out" and row["comprehension_tries"] == 2
+    assert _event_kinds(engine) == ["comprehension_failed", "comprehension_failed", "screened_out"]
+    assert db.record_comprehension(engine, participant_id, 3, [], 2) == "stale"  # screened out: no more tries
+
+
+def test_attention_screening_counts_wrong_attention_answers_only(url):
+    engine = db.get_engine(url)
+    participant_id = db.get_or_create_participant(engine, STUDY, "p-attn", "coherence", seed=3)
+    plan = _plan(4)
+    for trial, kind in zip(plan, ("practice", "attention", "main", "attention"), strict=True):
+        trial["kind"] = kind
+    assert db.add_trials(engine, participant_id, plan)
+    practice, attention1, main, attention2 = _trial_ids(engine, participant_id)
+    wrong = {"A": "B", "B": "A"}
+    keys = {t["seq"]: t["correct_option"] for t in plan}
+    assert db.record_choice(engine, practice, wrong[keys[0]])  # a wrong practice answer does not count
+    assert db.record_choice(engine, main, wrong[keys[2]])  # nor does a wrong main answer
+    assert db.record_choice(engine, attention1, keys[1])
+    assert db.attention_failures(engine, participant_id) == 0
+    assert not db.screen_out_on_attention(engine, participant_id, 1)
+    assert db.record_choice(engine, attention2, wrong[keys[3]])
+    assert db.attention_failures(engine, participant_id) == 1
+    assert not db.screen_out_on_attention(engine, participant_id, 2)
+    assert _race(8, lambda k: db.screen_out_on_attention(engine, participant_id, 1)).count(True) == 1
+    assert db.get_participant(engine, participant_id)["status"] == "screened_out"
+    with pytest.raises(UserError, match="max_failures"):
+        db.screen_out_on_attention(engine, participant_id, 0)
