@@ -57,7 +57,7 @@ CHANNEL_WORDS = ("red", "green", "blue")
 # ---------------------------------------------------------------------------------------------------------- observer
 
 
-def _frames(gif: bytes) -> list[np.ndarray]:
+def gif_frames(gif: bytes) -> list[np.ndarray]:
     """All frames of a GIF as float32 RGB arrays in [0, 1], downsampled to ``SIGNATURE_SIZE``."""
     with Image.open(io.BytesIO(gif)) as image:
         n = getattr(image, "n_frames", 1)
@@ -79,7 +79,7 @@ def change_signature(gif: bytes) -> np.ndarray:
 
     Sweeps are ping-pong (shift 0 -> max -> 0), so the middle frame is the far end of the change. A still GIF (one
     frame, or identical frames) has an all-zero signature. Cached on the bytes: every observer sees the same GIFs."""
-    frames = _frames(gif)
+    frames = gif_frames(gif)
     diff = frames[len(frames) // 2] - frames[0]
     diff.setflags(write=False)
     return diff
