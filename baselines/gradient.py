@@ -9,51 +9,17 @@ order it is the gradient of logit c with respect to s_k times that displacement,
 which one backward pass per class gives for every coordinate and both directions at once. The gradient
 baseline runs AttFind's unchanged selection (greedy per class, the official binary merge) on these estimates,
 on the StylEx generator, and edits like AttFind. How close it comes to the exact search is what it measures.
+The first-order computation lives in `stylex.screening` (model code never imports a baseline), where screened
+AttFind (`attfind.screen`) uses it to choose which coordinates get exact effects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-from torch import Tensor
-
 from stylex.attfind import Effects, find_attributes
 from stylex.attributes import AttributeSet
 from stylex.methods import AttributeMethod
-from stylex.model import StylexModel
 from stylex.pipeline import AttFindResult, RunContext
-from stylex.stats import StyleStats
-
-BATCH_IMAGES = 32
-
-
-def style_gradients(model: StylexModel, styles: Sequence[Tensor], batch_images: int = BATCH_IMAGES) -> Tensor:
-    """[N, K, C]: the gradient of each classifier logit with respect to every conv style coordinate, per image
-    (stored fp32, on CPU), at the reconstruction G(styles) with constant noise, in the styles' precision."""
-    layout = model.generator.layout
-    device = model.device
-    count = styles[0].shape[0]
-    num_classes = model.classifier.num_classes
-    gradients = torch.empty(count, layout.conv_dim, num_classes)
-    for start in range(0, count, batch_images):
-        rows = [s[start:start + batch_images].detach().to(device).requires_grad_(True) for s in styles]
-        with torch.enable_grad():
-            image, _ = model.generator.synthesize(rows)
-            logits = model.classifier(image).float()
-            for c in range(num_classes):
-                # images are independent, so the gradient of the summed logit is each image's own gradient
-                per_layer = torch.autograd.grad(logits[:, c].sum(), rows, retain_graph=c < num_classes - 1)
-                gradients[start:start + len(rows[0]), :, c] = layout.conv_flatten(list(per_layer)).cpu()
-    return gradients
-
-
-def first_order_effects(gradients: Tensor, conv_styles: Tensor, stats: StyleStats, shift_size: float) -> Tensor:
-    """[N, 2, K, C] first-order estimates of AttFind's effect tensor from `style_gradients` [N, K, C] and the
-    images' conv styles [N, K]."""
-    targets = torch.stack([stats.minimum, stats.maximum])  # [2, K]
-    displacement = shift_size * (targets[None] - conv_styles[:, None])  # [N, 2, K]
-    return gradients[:, None] * displacement[..., None]
+from stylex.screening import first_order_effects, style_gradients
 
 
 def select_for_run(ctx: RunContext, found: AttFindResult) -> AttributeSet:

@@ -6,7 +6,8 @@ unedited reconstruction. The published code runs the whole generator for every (
 direction) at batch 1; here one forward carries many edits, and each runs only the layers from the edited
 one on, resumed from the cached state entering it (`Generator.synthesize(start=i, state=states[i])`).
 Results are written in chunks of images, so a killed run resumes where it stopped, and chunks are shared
-out over `torchrun` processes.
+out over `torchrun` processes. `screen=M` computes the exact effects of only the coordinates that first-order
+screening keeps (`stylex.screening`), in a folder of their own beside the exact chunks.
 
 Step 2, `attfind`: the official greedy selection for one class (see its docstring); `merge_binary` the
 official two-class merge; `find_attributes` runs both for a whole classifier.
@@ -31,6 +32,7 @@ from stylex.layout import StyleLayout
 from stylex.model import StylexModel
 from stylex.progress import progress_bar
 from stylex.runtime import Distributed, code_version
+from stylex.screening import screen as screen_coordinates
 from stylex.stats import StyleStats
 
 log = logging.getLogger("stylex.attfind")
@@ -49,6 +51,13 @@ class Effects:
     effect: Tensor  # [N, 2, K, C] fp32: logit change per (image, direction, conv coordinate, class)
     baseline: Tensor  # [N, C] fp32: logits of the classifier on the unedited reconstructions
     meta: dict = field(default_factory=dict)
+    # screened effects: the sorted conv coordinates whose effects were computed ([U] int64); the others hold 0,
+    # which AttFind can never select (it needs a positive mean clipped effect). None: every coordinate.
+    coordinates: Tensor | None = None
+
+    @property
+    def screened(self) -> bool:
+        return self.coordinates is not None
 
     @property
     def predicted(self) -> Tensor:
@@ -98,30 +107,64 @@ def edit_batch_size(model: StylexModel, styles: Sequence[Tensor], precision: tor
 class _ChunkStore:
     """meta.json + chunk-NNNNN.pt files (each written atomically) in an effects folder.
 
-    A chunk that cannot be read back (truncated by a full disk, damaged by a copy) is only a cache of work that
-    can be redone: `has` names it in a warning, deletes it and reports it missing, so it is computed again."""
+    meta.json records the inputs the chunks were computed from and, for screened effects, the coordinates they
+    hold (a resumed run must compute the same columns as the chunks it joins, even if a new screening pass
+    would rank a near tie the other way). A chunk that cannot be read back (truncated by a full disk, damaged by
+    a copy) is only a cache of work that can be redone: `has` names it in a warning, deletes it and reports it
+    missing, so it is computed again."""
 
     def __init__(self, folder: Path | None, inputs: dict):
         self.folder = folder
         self.inputs = inputs
+        self.record: dict | None = None  # what meta.json says (or would say, in memory) once known
         self._loaded: dict[int, tuple[Tensor, Tensor]] = {}
-        if folder is None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read and check meta.json when it is there (under torchrun, rank 0 may have just written it)."""
+        if self.folder is None or not (self.folder / "meta.json").is_file():
             return
-        meta_path = folder / "meta.json"
-        if meta_path.is_file():
-            try:
-                stored = read_json(meta_path)
-            except DamagedArtifact:
-                stored = None
-            if not isinstance(stored, dict):
-                raise UserError(f"{meta_path} is damaged, so the effect chunks beside it cannot be checked; delete "
-                                f"{folder} (or run with --recompute) to start over")
-            if stored.get("inputs") != inputs:
-                changed = sorted(k for k in inputs if stored.get("inputs", {}).get(k) != inputs[k])
-                raise UserError(f"{folder} holds effects computed with other inputs (differs in: "
-                                f"{', '.join(changed)}); delete that folder (or run with --recompute) to start over")
-        else:
-            write_json(meta_path, {"inputs": inputs, "code_version": code_version()})
+        meta_path = self.folder / "meta.json"
+        try:
+            stored = read_json(meta_path)
+        except DamagedArtifact:
+            stored = None
+        if not isinstance(stored, dict):
+            raise UserError(f"{meta_path} is damaged, so the effect chunks beside it cannot be checked; delete "
+                            f"{self.folder} (or run with --recompute) to start over")
+        if stored.get("inputs") != self.inputs:
+            before = stored.get("inputs") if isinstance(stored.get("inputs"), dict) else {}
+            changed = sorted(k for k in {*self.inputs, *before} if before.get(k) != self.inputs.get(k))
+            raise UserError(f"{self.folder} holds effects computed with other inputs (differs in: "
+                            f"{', '.join(changed)}); delete that folder (or run with --recompute) to start over")
+        self.record = stored
+
+    def start(self, coordinates: Tensor | None) -> None:
+        """Record the inputs (and the screened coordinates) in meta.json, unless a matching record is there."""
+        if self.record is not None:
+            return
+        self.record = {"inputs": self.inputs, "code_version": code_version()}
+        if coordinates is not None:
+            self.record["coordinates"] = coordinates.tolist()
+        if self.folder is not None:
+            write_json(self.folder / "meta.json", self.record)
+
+    def coordinates(self) -> Tensor | None:
+        """The screened coordinates of the record (None: exact effects of every coordinate)."""
+        if self.record is None or "coordinates" not in self.record:
+            return None
+        stored, conv_dim = self.record["coordinates"], self.inputs["conv_dim"]
+        if not (isinstance(stored, list) and stored and all(type(k) is int for k in stored)
+                and stored == sorted(set(stored)) and stored[0] >= 0 and stored[-1] < conv_dim):
+            raise UserError(f"{self.folder}/meta.json names no valid screened coordinates; delete {self.folder} "
+                            "(or run with --recompute) to start over")
+        return torch.tensor(stored, dtype=torch.long)
+
+    @property
+    def columns(self) -> int:
+        """Coordinates per chunk: every conv coordinate, or the screened ones."""
+        kept = self.coordinates()
+        return self.inputs["conv_dim"] if kept is None else len(kept)
 
     def path(self, chunk: int) -> Path:
         assert self.folder is not None
@@ -158,38 +201,51 @@ class _ChunkStore:
         effect, baseline = payload.get("effect"), payload.get("baseline")
         if not (isinstance(effect, Tensor) and isinstance(baseline, Tensor) and effect.ndim == 4
                 and effect.shape[1] == 2 and baseline.ndim == 2 and effect.shape[0] == baseline.shape[0]
-                and effect.shape[3] == baseline.shape[1]):
-            raise DamagedArtifact(path, "not an effect chunk ({'effect': [n, 2, K, C], 'baseline': [n, C]})")
+                and effect.shape[3] == baseline.shape[1] and effect.shape[2] == self.columns):
+            raise DamagedArtifact(path, f"not an effect chunk ({{'effect': [n, 2, {self.columns}, C], "
+                                        "'baseline': [n, C]})")
         return effect, baseline
 
 
 @torch.no_grad()
 def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, shift_size: float,
-                   precision: torch.dtype, batch_size: int, bar) -> tuple[Tensor, Tensor]:
-    """Effects of every conv edit on a few images: ([n, 2, K, C], baseline [n, C]), on CPU."""
+                   precision: torch.dtype, batch_size: int, bar, coordinates: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
+    """Effects of the conv edits of `coordinates` (sorted conv indices [U]; None: all K) on a few images:
+    ([n, 2, U, C], baseline [n, C]), on CPU. With every coordinate the batches are exactly the unscreened
+    ones, so a screen that keeps everything reproduces the exact tensor bit for bit."""
     generator, classifier = model.generator, model.classifier
     layout = generator.layout
     device = next(generator.parameters()).device
     n = styles[0].shape[0]
+    if coordinates is None:
+        coordinates = torch.arange(layout.conv_dim)
     with autocast(device, precision):
         image, states = generator.synthesize(styles, return_states=True)
         baseline = classifier(image).float()
-    effect = torch.empty(n, 2, layout.conv_dim, classifier.num_classes, device=device)
+    effect = torch.empty(n, 2, len(coordinates), classifier.num_classes, device=device)
     minimum, maximum = stats.minimum.to(device), stats.maximum.to(device)
+    column = 0  # where this layer's coordinates start in the effect tensor's coordinate axis
     for spec in layout.conv_layers:
-        dim, block = spec.dim, slice(spec.conv_offset, spec.conv_offset + spec.dim)
-        targets = torch.stack([minimum[block], maximum[block]])  # [2, dim]
-        # rows enumerate (image, direction, channel), image-major, so most batches hold one image
+        block = slice(spec.conv_offset, spec.conv_offset + spec.dim)
+        in_layer = coordinates[(coordinates >= block.start) & (coordinates < block.stop)] - block.start
+        dim = len(in_layer)  # edited channels of this layer
+        if dim == 0:
+            continue
+        in_layer = in_layer.to(device)
+        targets = torch.stack([minimum[block], maximum[block]])  # [2, layer dim]
+        # rows enumerate (image, direction, edited channel), image-major, so most batches hold one image
         for first in range(0, n * 2 * dim, batch_size):
             rows = torch.arange(first, min(first + batch_size, n * 2 * dim))
             image_of, rest = rows // (2 * dim), rows % (2 * dim)
-            direction, channel = rest // dim, rest % dim
+            direction, position = rest // dim, rest % dim
             first_image, last_image = int(image_of[0]), int(image_of[-1])  # on CPU: no device sync
             image_of = image_of.to(device)
             # one image: a [1, ...] slice broadcasts its state and later styles to the batch (no copies)
             picked = slice(first_image, first_image + 1) if first_image == last_image else image_of
             state = states[spec.index].select(picked)
-            direction, channel = direction.to(device), channel.to(device)
+            direction, position = direction.to(device), position.to(device)
+            channel = in_layer[position]
             layer_style = styles[spec.index][picked].expand(len(rows), -1).clone()
             row_index = torch.arange(len(rows), device=device)
             layer_style[row_index, channel] = shifted(layer_style[row_index, channel], targets[direction, channel],
@@ -198,21 +254,27 @@ def _chunk_effects(model: StylexModel, styles: list[Tensor], stats: StyleStats, 
             with autocast(device, precision):
                 out, _ = generator.synthesize(edited, start=spec.index, state=state)
                 logits = classifier(out).float()
-            effect[image_of, direction, spec.conv_offset + channel] = logits - baseline[image_of]
+            effect[image_of, direction, column + position] = logits - baseline[image_of]
             bar.update(len(rows))
+        column += dim
     return effect.cpu(), baseline.cpu()
 
 
 def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleStats, shift_size: float = 1.0, *,
                     out_dir: Path | None = None, chunk_images: int = 8, max_batch: int = 0, precision: str = "float32",
-                    progress: bool = True) -> Effects:
+                    progress: bool = True, screen: int = 0) -> Effects:
     """The effect tensor [N, 2, K, C] of images given by their styles (one [N, dim] tensor per style layer, e.g.
     from `stats.encode_styles`).
 
     out_dir: folder for resumable chunks (None: keep everything in memory). Chunks already there are reused
-        when everything they depend on matches (model weights, styles, statistics, shift, precision).
+        when everything they depend on matches (model weights, styles, statistics, shift, precision, screen).
     max_batch: edits per forward; 0 sizes it from free memory (`edit_batch_size`).
     precision: 'float32' (default) or 'bfloat16' (autocast for synthesis convs and classifier; opt-in).
+    screen: 0 (default) computes every coordinate. M > 0 keeps, per class and direction, the M coordinates with
+        the largest mean first-order effect (`stylex.screening`) and computes exact effects for their union
+        only; the others stay 0 (`Effects.coordinates` names the computed ones). M >= K keeps every coordinate,
+        which gives the exact tensor. Screened chunks live in out_dir/screen-M/, so exact and screened effects
+        never stand in for each other.
     Under torchrun, process r computes chunks r, r + world, ...; all processes then read the full tensor
     from out_dir (which must be on a filesystem they share).
     """
@@ -224,21 +286,41 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
         raise UserError(f"chunk_images must be >= 1, got {chunk_images}")
     if not math.isfinite(shift_size) or shift_size <= 0:
         raise UserError(f"shift_size must be a finite number > 0, got {shift_size}")
+    if not isinstance(screen, int) or isinstance(screen, bool) or screen < 0:
+        raise UserError(f"screen must be an integer >= 0 (0: exact effects of every coordinate; M: keep M "
+                        f"coordinates per class and direction), got {screen!r}")
     device = next(model.generator.parameters()).device
     dtype = resolve_precision(precision)
     dist = Distributed.from_environment(device)
     if dist.world_size > 1 and out_dir is None:
         raise UserError("sharding effects over torchrun processes needs an out_dir on a shared filesystem")
     num_images = styles[0].shape[0]
-    store = _ChunkStore(Path(out_dir) if out_dir is not None else None,
-                        _effect_inputs(model, styles, stats, shift_size, dtype, chunk_images))
+    inputs = _effect_inputs(model, styles, stats, shift_size, dtype, chunk_images)
+    folder = Path(out_dir) if out_dir is not None else None
+    if screen:  # exact runs keep their inputs as they were, so effects computed before screening stay valid
+        inputs["screen"] = screen
+        folder = folder / f"screen-{screen}" if folder is not None else None
+    store = _ChunkStore(folder, inputs)
+    if screen and store.record is None:
+        if dist.is_main:  # one screening for all processes: each must compute columns of the same coordinates
+            store.start(screen_coordinates(model, styles, stats, shift_size, screen))
+        dist.barrier()
+        store.reload()
+    store.start(None)  # exact effects (a screened run has its record by now)
+    coordinates = store.coordinates()
+    if screen and coordinates is None:
+        raise UserError(f"{folder}/meta.json does not say which coordinates were screened; delete {folder} (or "
+                        "run with --recompute) to start over")
+    if coordinates is not None:
+        log.info("screening kept %d of %d conv coordinates (the best %d per class and direction to first order)",
+                 len(coordinates), layout.conv_dim, screen)
     chunks = list(range(math.ceil(num_images / chunk_images)))
     mine = [c for c in chunks if c % dist.world_size == dist.rank]
     todo = [c for c in mine if not store.has(c)]
     if len(todo) < len(mine):
-        log.info("resuming: %d of %d effect chunks already in %s", len(mine) - len(todo), len(mine), out_dir)
+        log.info("resuming: %d of %d effect chunks already in %s", len(mine) - len(todo), len(mine), folder)
     batch_size = edit_batch_size(model, styles, dtype, max_batch) if todo else 0
-    per_image = 2 * layout.conv_dim
+    per_image = 2 * store.columns
     held: dict[int, tuple[Tensor, Tensor]] = {}
     rows_of = {c: slice(c * chunk_images, min((c + 1) * chunk_images, num_images)) for c in chunks}
     total = sum(rows_of[c].stop - rows_of[c].start for c in todo) * per_image
@@ -249,7 +331,8 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
             while True:
                 done_before = bar.n
                 try:
-                    held[chunk] = _chunk_effects(model, chunk_styles, stats, shift_size, dtype, batch_size, bar)
+                    held[chunk] = _chunk_effects(model, chunk_styles, stats, shift_size, dtype, batch_size, bar,
+                                                 coordinates)
                     break
                 except torch.cuda.OutOfMemoryError:
                     if batch_size <= 1:
@@ -262,8 +345,14 @@ def compute_effects(model: StylexModel, styles: Sequence[Tensor], stats: StyleSt
             store.write(chunk, *held[chunk])
     dist.barrier()
     parts = [held[c] if c in held else store.read(c) for c in chunks]
-    meta = {**store.inputs, "edit_batch": batch_size, "code_version": code_version()}
-    return Effects(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), meta)
+    computed = torch.cat([p[0] for p in parts])
+    meta = {**store.inputs, "screen": screen, "edit_batch": batch_size, "code_version": code_version()}
+    if coordinates is None:
+        return Effects(computed, torch.cat([p[1] for p in parts]), meta)
+    effect = computed.new_zeros(num_images, 2, layout.conv_dim, computed.shape[3])
+    effect[:, :, coordinates] = computed
+    meta.update(kept_coordinates=len(coordinates), kept_digest=fingerprint(coordinates))
+    return Effects(effect, torch.cat([p[1] for p in parts]), meta, coordinates)
 
 
 @torch.no_grad()
@@ -387,5 +476,8 @@ def find_attributes(effects: Effects, classes: list[str], layout: StyleLayout, m
                 "discard_inconsistent": discard_inconsistent, "num_images": effects.effect.shape[0],
                 "shift_size": effects.meta.get("shift_size"),
                 "images_per_class": torch.bincount(predicted, minlength=len(classes)).tolist()}
+    if effects.screened:  # candidates were only the coordinates first-order screening kept (exact: no key, so
+        # attribute files and the benchmark results cached on them stay what they were before screening existed)
+        settings.update(screen=effects.meta["screen"], screened_coordinates=len(effects.coordinates))
     return AttributeSet(method, list(classes), per_class, merged, layout.summary(), settings,
                         {"code_version": code_version(), **(provenance or {})})

@@ -126,7 +126,7 @@ def attfind_variant(ctx: RunContext, recompute: bool = False, progress: bool = T
     dist.barrier()
     effects = compute_effects(ctx.model, styles, stats, cfg.shift_size, out_dir=effects_dir,
                               chunk_images=cfg.chunk_images, max_batch=cfg.max_batch, precision=cfg.precision,
-                              progress=progress)
+                              progress=progress, screen=cfg.screen)
     if not dist.is_main:
         return None
     attributes = find_attributes(

@@ -282,11 +282,11 @@ def test_out_of_memory_retries_the_chunk_with_smaller_batches(tiny, monkeypatch)
     real_chunk = attfind_module._chunk_effects
     batches = []
 
-    def limited_memory(model, styles, stats, shift_size, dtype, batch_size, bar):
+    def limited_memory(model, styles, stats, shift_size, dtype, batch_size, bar, coordinates):
         batches.append(batch_size)
         if batch_size > 20:  # what a GPU that is fuller than the probe measured does
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated: no GPU on the test machine)")
-        return real_chunk(model, styles, stats, shift_size, dtype, batch_size, bar)
+        return real_chunk(model, styles, stats, shift_size, dtype, batch_size, bar, coordinates)
 
     monkeypatch.setattr(attfind_module, "_chunk_effects", limited_memory)
     effects = compute_effects(model, styles, stats, chunk_images=5, max_batch=64, progress=False)

@@ -10,6 +10,15 @@ from stylex.editing import TOWARD_EXTREMES
 from stylex.pipeline import attfind_variant, open_run
 
 
+def test_the_first_order_computation_is_the_one_screened_attfind_uses():
+    """One implementation, in model code (stylex never imports baselines): the baseline and `attfind.screen`
+    rank by the same estimates."""
+    from stylex import screening
+
+    assert gradient.style_gradients is screening.style_gradients
+    assert gradient.first_order_effects is screening.first_order_effects
+
+
 def test_style_gradients_match_central_differences(tiny):
     """In float64 the gradients agree with central differences of the logits."""
     model, styles, _ = tiny
