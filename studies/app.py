@@ -14,13 +14,18 @@ environment variable:
 * ``--return-url URL`` / STYLEX_PROLIFIC_RETURN_URL: the link a screened-out participant gets back to the platform,
   e.g. Prolific's ``https://app.prolific.com/submissions/complete?cc=<screen-out code>``.
 
-Participants arrive with ``?PROLIFIC_PID=...&part=coherence|description`` (and Prolific's ``SESSION_ID``). All
+Participants arrive with ``?PROLIFIC_PID=...&part=coherence|description|forward`` (and Prolific's ``SESSION_ID``). All
 progress lives in the database (see studies/db.py): consent creates the participant and the whole trial plan, every
 screen shows the first unanswered trial, so a reload resumes. The participant id is bound to the first browser that
 consents with it: the app puts a random ``session_token`` in that browser's URL, and a later visit needs that token
 or the same SESSION_ID; another browser gets one line saying so, never the trials or the completion code
 (``stylex study release`` frees the id). The browser only ever gets neutral captions and GIF bytes (served under
 content-hash URLs); asset file names, methods, attributes and the answer keys stay on the server.
+
+Part 3 (``part=forward``, forward simulation): consent assigns a group by arrival order (``forward.assign_group``),
+the plan is the group's learning screens (attribute GIFs labelled with the class they push toward; none for the
+control group unless the materials have the random baseline) and then still test images, each answered with one
+button per class. The classifier's decision on a test image is the answer key and stays in the database.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ if __package__ in (None, ""):  # `streamlit run studies/app.py` puts studies/ on
 import streamlit as st
 
 from studies import db
-from studies.design import plan_trials
+from studies.design import forward_material, forward_trials, plan_trials
 from studies.manifest import asset_paths, load_manifest
 from studies.text import (
     COMPREHENSION,
@@ -162,13 +167,32 @@ def _on_consent(url: str, study_id: str, pid: str, part: str, token: str, platfo
             return  # another browser consented with this id first: the page now says so
         participant = db.get_participant(engine, participant_id)
         items, key = db.study_items(engine, study_id)
-        plan = plan_trials(items, participant["part"], participant["seed"],
-                           key if participant["part"] == "coherence" else None)
+        if participant["part"] == "forward":
+            plan = _forward_plan(engine, study_id, participant_id, participant["seed"], items, key)
+        else:
+            plan = plan_trials(items, participant["part"], participant["seed"],
+                               key if participant["part"] == "coherence" else None)
         if db.add_trials(engine, participant_id, plan):
             db.log_event(engine, "consent", participant_id, {"part": participant["part"], "trials": len(plan)})
     except UserError as err:
         db.log_event(engine, "consent_error", None, {"pid": pid, "error": str(err)})
         _flash("error", "The study could not be started. Please contact the researchers.")
+
+
+def _forward_plan(engine, study_id: str, participant_id: int, seed: int, items: list[dict],
+                  key: dict[str, str]) -> list[dict]:
+    """A Part 3 participant's stored trials: the group of its arrival order (balanced in permuted blocks seeded by
+    the study, so the next group cannot be guessed from a link), then ``forward.plan_forward_trials``."""
+    from studies.forward import DEFAULT_TEST_TRIALS, assign_group, plan_forward_trials  # scipy: Part 3 only
+
+    images, screens, groups = forward_material(items, key)
+    group = assign_group(db.forward_index(engine, participant_id), groups, seed=participant_seed(study_id, ""))
+    per_class: dict[str, int] = {}
+    for image in images:
+        per_class[image["classifier_decision"]] = per_class.get(image["classifier_decision"], 0) + 1
+    # as many test trials as the materials allow with the classes balanced, at most the design's number
+    n_trials = min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values()))
+    return forward_trials(plan_forward_trials(images, group, seed, screens, n_trials))
 
 
 def _on_start(pid: str) -> None:
@@ -202,13 +226,14 @@ NOTHING_RECORDED = "No answer has been recorded for this screen yet: please answ
 
 
 def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: int,
-               attention_failures: int | None) -> None:
+               attention_failures: int | None, prediction: str | None = None) -> None:
     """Validate and store the answer of the trial this form was rendered for (``trial_id`` is bound when the form is
     rendered, and the form's widgets are keyed by it, so a submit can only ever answer that trial). With attention
     screening on, a wrong attention answer that reaches the limit screens the participant out.
 
     A submit for a trial that already has an answer (a double click, a click on the previous screen's button while
-    the next one renders, a second tab) records nothing and says so: never a silent drop."""
+    the next one renders, a second tab) records nothing and says so: never a silent drop. Part 3: ``prediction``
+    is the class of the button pressed (bound when rendered), None for a learning screen's Continue."""
     st.session_state["submit-handled"] = True
     engine = _engine(url)
     if db.get_participant(engine, participant_id)["status"] == "screened_out":
@@ -223,6 +248,13 @@ def _on_submit(url: str, part: str, trial_id: int, kind: str, participant_id: in
             _flash("warning", "Please choose A or B before submitting.")
             return
         stored = db.record_choice(engine, trial_id, choice)
+    elif part == "forward":
+        try:
+            stored = db.record_prediction(engine, trial_id, prediction)
+        except UserError as err:  # a button of another plan's classes: cannot come from this app's pages
+            db.log_event(engine, "invalid_prediction", participant_id, {"trial_id": trial_id, "error": str(err)})
+            _flash("error", "That answer could not be recorded. Please answer this screen again.")
+            return
     else:
         text = st.session_state.get(f"text-{trial_id}") or ""
         try:
@@ -299,6 +331,9 @@ def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], partic
     st.session_state["rendered-trial"] = trial_id
     n_done, n_total = trial["n_done"], trial["n_total"]
     st.progress(n_done / n_total if n_total else 0.0, text=f"Screen {n_done + 1} of {n_total}")
+    if part == "forward":
+        _forward_screen(url, trial, paths, participant_id)
+        return
     if trial["kind"] == "practice":
         st.info("Practice round")
     captions = PART1_CAPTIONS if part == "coherence" else PART2_CAPTIONS
@@ -314,6 +349,28 @@ def _trial_page(url: str, part: str, trial: dict, paths: dict[str, Path], partic
                           key=f"text-{trial_id}")  # checked and normalised by studies.text.check_description
         st.form_submit_button("Submit", type="primary", on_click=_on_submit,
                               args=(url, part, trial_id, trial["kind"], participant_id, attention_failures))
+
+
+def _forward_screen(url: str, trial: dict, paths: dict[str, Path], participant_id: int) -> None:
+    """A Part 3 screen: a learning screen (the attribute's GIFs and the class they push toward, then Continue) or a
+    test image with one button per class. Only the class names reach the page, never which one is the answer."""
+    trial_id, assets = trial["trial_id"], trial["assets"]
+    args = (url, "forward", trial_id, trial["kind"], participant_id, None)
+    if trial["kind"] == "learn":
+        st.markdown(f"These images change in a way that pushes the classifier toward **{trial['target_class']}**.")
+        for column, asset_id in zip(st.columns(len(assets)), assets, strict=True):
+            with column:
+                st.image(_gif(str(paths[asset_id])))
+        with st.form(f"t{trial_id}", clear_on_submit=False):
+            st.form_submit_button("Continue", type="primary", on_click=_on_submit, args=args)
+        return
+    st.image(_gif(str(paths[assets[0]])), output_format="PNG")  # the GIFs' size; lossless, never a JPEG
+    with st.form(f"t{trial_id}", clear_on_submit=False):
+        st.markdown("**Which class will the classifier say?**")
+        classes = db.forward_classes(_engine(url), participant_id)
+        for k, (column, name) in enumerate(zip(st.columns(len(classes)), classes, strict=True)):
+            with column:
+                st.form_submit_button(name, key=f"predict-{trial_id}-{k}", on_click=_on_submit, args=(*args, name))
 
 
 def _completion_code() -> str:

@@ -55,7 +55,8 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     manifest, answer_key = build_materials(args.run, args.out, methods=tuple(args.methods.split(",")),
                                            num_attributes=args.attributes, seed=args.seed,
-                                           display_size=args.display_size, device=args.device)
+                                           display_size=args.display_size, forward_images=args.forward_images,
+                                           device=args.device)
     study_id = load_study(_engine(args.db), manifest, answer_key, study_id=args.study)
     print(f"materials in {args.out} ({manifest.name}); study {study_id!r} with its answer key in {args.db}")
     print(f"serve it: stylex study serve --db {args.db} --materials {args.out} --study {study_id}")
@@ -246,6 +247,8 @@ def add_study_commands(commands) -> None:
     build.add_argument("--attributes", type=int, default=6, help="top attributes per method")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--display-size", type=int, default=256, help="GIF size in pixels")
+    build.add_argument("--forward-images", type=int, default=20,
+                       help="Part 3 (forward simulation) test images, classes balanced; 0: no Part 3 material")
     build.add_argument("--device", help="auto | cpu | cuda")
     build.set_defaults(handler=cmd_build)
 

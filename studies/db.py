@@ -26,10 +26,11 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from studies.design import forward_trial_row
 from studies.engines import (
     BUSY_TIMEOUT_MS,
     check_database_file,
@@ -43,7 +44,7 @@ from studies.engines import (
     session_scope,
     upgrade_schema,
 )
-from studies.export import FORMULA_PREFIXES, RESPONSE_COLUMNS, backup, csv_safe, export_frames
+from studies.export import FORMULA_PREFIXES, RESPONSE_COLUMNS, backup, csv_safe, export_frames, forward_responses
 from studies.tables import (
     MAX_PID_CHARS,
     OPTIONS,
@@ -68,14 +69,15 @@ from stylex.errors import UserError
 
 __all__ = [
     "ASSETS_PER_TRIAL", "BUSY_TIMEOUT_MS", "FORMULA_PREFIXES", "ITEM_KINDS", "MAX_PID_CHARS", "MAX_TEXT_CHARS",
-    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "SCREEN_OUT_REASONS", "STATUSES", "TRIAL_KINDS",
-    "Asset", "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial",
-    "add_items", "add_study", "add_trials", "attention_failures", "backup", "bind_session", "check_database_file",
-    "check_schema", "count_trials", "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames",
-    "find_participant", "finish", "get_engine", "get_or_create_participant", "get_participant", "is_answered",
-    "log_event", "make_engine", "mark_shown", "next_trial", "open_readonly", "record_choice",
-    "record_comprehension", "record_description", "release_session", "response_correct", "screen_out_on_attention",
-    "session_matches", "session_scope", "study_exists", "study_items", "upgrade_schema", "utcnow",
+    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "SCREEN_OUT_REASONS", "STATUSES", "TRIAL_KINDS", "Asset",
+    "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial", "add_items",
+    "add_study", "add_trials", "attention_failures", "backup", "bind_session", "check_database_file", "check_schema",
+    "count_trials", "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames",
+    "find_participant", "finish", "forward_classes", "forward_index", "forward_responses", "get_engine",
+    "get_or_create_participant", "get_participant", "is_answered", "log_event", "make_engine", "mark_shown",
+    "next_trial", "open_readonly", "record_choice", "record_comprehension", "record_description", "record_prediction",
+    "release_session", "response_correct", "screen_out_on_attention", "session_matches", "session_scope",
+    "study_exists", "study_items", "upgrade_schema", "utcnow",
 ]
 
 ASSETS_PER_TRIAL = 4
@@ -127,6 +129,8 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
     with session_scope(engine) as session:
         if session.get(Study, study_id) is None:
             raise UserError(f"unknown study {study_id!r}; build the materials and register the study first")
+        if part == "forward":
+            _check_forward_schema(session, engine)
         session.execute(
             sqlite_insert(Participant)
             .values(study_id=study_id, external_pid=external_pid, part=part, status="consented", seed=int(seed),
@@ -136,6 +140,24 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
         return session.execute(
             select(Participant.id).where(Participant.study_id == study_id, Participant.external_pid == external_pid)
         ).scalar_one()
+
+
+def _check_forward_schema(session: Session, engine: Engine) -> None:
+    """An upgrade only appends columns (tables.ADDED_COLUMNS): a file made before schema version 3 keeps the CHECKs
+    that allow Parts 1-2 only (SQLite cannot alter a CHECK in place), so Part 3 needs a file made by this code."""
+    if "'forward'" not in session.execute(text(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'participant'")).scalar_one():
+        raise UserError(f"{database_path(engine.url)} was made before Part 3 existed (schema version < 3): run "
+                        "Part 3 on a database made by this code (stylex study build)")
+
+
+def forward_index(engine: Engine, participant_id: int) -> int:
+    """The arrival order of a Part 3 participant in its study (0, 1, ...; ``forward.assign_group``'s input): how
+    many Part 3 participants of the study have a smaller id. Ids are unique, so concurrent arrivals never share one."""
+    with session_scope(engine) as session:
+        me = session.get(Participant, participant_id)
+        return session.execute(select(func.count(Participant.id)).where(
+            Participant.study_id == me.study_id, Participant.part == "forward", Participant.id < me.id)).scalar()
 
 
 def get_participant(engine: Engine, participant_id: int) -> dict | None:
@@ -175,7 +197,8 @@ def add_trials(engine: Engine, participant_id: int, trials: list[dict]) -> bool:
 
 def _trial_row(participant: Participant, trial: dict) -> dict:
     """Validate one planned trial against the participant's part and return its column values."""
-    allowed = {"seq", "kind", "method", "domain", "attr_i", "attr_j", "assets", "correct_option"}
+    allowed = {"seq", "kind", "method", "domain", "attr_i", "attr_j", "assets", "correct_option", "target_class",
+               "classifier_decision"}
     unknown = sorted(set(trial) - allowed)
     if unknown:
         raise UserError(f"unknown trial keys {unknown} in {trial!r}")
@@ -185,6 +208,10 @@ def _trial_row(participant: Participant, trial: dict) -> dict:
         raise UserError(f"trial seq must be a non-negative int, got {seq!r}")
     if kind not in TRIAL_KINDS:
         raise UserError(f"trial kind must be one of {TRIAL_KINDS}, got {kind!r}")
+    if participant.part == "forward":
+        return forward_trial_row(participant.id, trial, seq, kind, assets)
+    if kind == "learn" or trial.get("target_class") is not None or trial.get("classifier_decision") is not None:
+        raise UserError(f"trial {seq}: learning screens and classifier decisions belong to Part 3 only")
     if not isinstance(assets, list | tuple) or len(assets) != ASSETS_PER_TRIAL \
             or not all(isinstance(a, str) and a for a in assets):
         raise UserError(f"trial {seq} needs a list of {ASSETS_PER_TRIAL} asset ids, got {assets!r}")
@@ -197,6 +224,15 @@ def _trial_row(participant: Participant, trial: dict) -> dict:
     return {"participant_id": participant.id, "seq": seq, "kind": kind, "method": trial.get("method"),
             "domain": trial.get("domain"), "attr_i": trial.get("attr_i"), "attr_j": trial.get("attr_j"),
             "assets": json.dumps(list(assets)), "correct_option": correct}
+
+
+def forward_classes(engine: Engine, participant_id: int) -> list[str]:
+    """The classes a Part 3 participant chooses between (the buttons of a test trial), sorted. They are the values
+    of the answer key, but not which trial has which, so showing them leaks nothing."""
+    with session_scope(engine) as session:
+        return sorted(session.execute(
+            select(Trial.classifier_decision).distinct()
+            .where(Trial.participant_id == participant_id, Trial.classifier_decision.is_not(None))).scalars())
 
 
 def next_trial(engine: Engine, participant_id: int) -> dict | None:
@@ -216,7 +252,8 @@ def next_trial(engine: Engine, participant_id: int) -> dict | None:
         n_done = session.execute(select(func.count(Response.id)).join(Trial, Trial.id == Response.trial_id)
                                  .where(Trial.participant_id == participant_id)).scalar()
         return {"trial_id": trial.id, "participant_id": participant_id, "seq": trial.seq, "kind": trial.kind,
-                "assets": json.loads(trial.assets), "shown_at": trial.shown_at, "n_done": n_done, "n_total": n_total}
+                "assets": json.loads(trial.assets), "shown_at": trial.shown_at, "n_done": n_done, "n_total": n_total,
+                "target_class": trial.target_class}  # a learning screen's label; classifier_decision stays here
 
 
 def mark_shown(engine: Engine, trial_id: int) -> bool:
@@ -263,6 +300,21 @@ def record_description(engine: Engine, trial_id: int, text_raw: str, text_norm: 
         raise UserError(f"text_norm {text_norm!r} is not the normalised form of {text_raw!r} ({norm!r}); "
                         "leave it out to have it computed")
     return _record(engine, trial_id, "description", {"text_raw": text_raw, "text_norm": norm})
+
+
+def record_prediction(engine: Engine, trial_id: int, prediction: str | None) -> bool:
+    """Store a Part 3 answer once: the predicted class of a test trial, or None to acknowledge a learning screen
+    ("Continue"); True if this call stored it. A prediction must be one of the participant's classes."""
+    with session_scope(engine) as session:
+        row = session.execute(select(Trial.kind, Trial.participant_id).where(Trial.id == trial_id)).first()
+    if row is None:
+        raise UserError(f"unknown trial {trial_id}")
+    if (row.kind == "learn") != (prediction is None):
+        raise UserError(f"trial {trial_id} is a {row.kind!r} trial: a test trial needs a prediction, a learning "
+                        "screen none")
+    if prediction is not None and prediction not in forward_classes(engine, row.participant_id):
+        raise UserError(f"prediction {prediction!r} is not one of the classes of trial {trial_id}")
+    return _record(engine, trial_id, "forward", {"prediction": prediction})
 
 
 def _record(engine: Engine, trial_id: int, part: str, values: dict) -> bool:
@@ -325,30 +377,38 @@ def _add_event(session: Session, kind: str, participant_id: int | None, detail: 
                       detail=None if detail is None else json.dumps(detail, sort_keys=True, default=str)))
 
 
-ITEM_KINDS = ("main", "attention", "describe")
+ITEM_KINDS = ("main", "attention", "describe", "learn", "test")
 
 
 def add_items(engine: Engine, study_id: str, items: list[dict], answer_key: dict[str, str]) -> int:
     """Store the study's items with their answer key; returns how many rows this call inserted (0 on a re-run).
 
-    Part 1 items (main and attention) need a key in ``OPTIONS``; Part 2 items have none. Every asset must be
-    registered for the study."""
+    Part 1 items (main and attention) need a key in ``OPTIONS``; Part 2 items have none. Part 3 items are learning
+    screens ("learn": the GIFs of one attribute, ``method`` and the ``target_class`` they push toward) and test
+    images ("test": one still, its key the classifier's decision). Every asset must be registered for the study."""
     rows = []
     for item in items:
         item_id, part, kind, assets = item.get("item_id"), item.get("part"), item.get("kind"), item.get("assets")
-        if not isinstance(item_id, str) or not item_id or part not in (1, 2) or kind not in ITEM_KINDS:
-            raise UserError(f"bad study item {item!r}: needs item_id, part 1|2 and kind in {ITEM_KINDS}")
-        if not isinstance(assets, list | tuple) or len(assets) != ASSETS_PER_TRIAL:
-            raise UserError(f"item {item_id} needs {ASSETS_PER_TRIAL} asset ids, got {assets!r}")
-        correct = answer_key.get(item_id) if part == 1 else None
-        if part == 1 and correct not in OPTIONS:
-            raise UserError(f"Part 1 item {item_id} has no answer key in {OPTIONS} (got {correct!r})")
+        if not isinstance(item_id, str) or not item_id or part not in (1, 2, 3) or kind not in ITEM_KINDS:
+            raise UserError(f"bad study item {item!r}: needs item_id, part 1|2|3 and kind in {ITEM_KINDS}")
+        size = {"learn": len(assets or ()) or 1, "test": 1}.get(kind, ASSETS_PER_TRIAL)
+        if not isinstance(assets, list | tuple) or len(assets) != size:
+            raise UserError(f"item {item_id} needs {size} asset ids, got {assets!r}")
+        correct = answer_key.get(item_id) if part in (1, 3) and kind != "learn" else None
+        if (part == 1 and correct not in OPTIONS) or (part == 3 and (kind == "test") != bool(correct)) \
+                or (kind == "learn") != bool(item.get("target_class")) or (part == 3) != (kind in ("learn", "test")):
+            raise UserError(f"item {item_id}: a Part 1 item needs a key in {OPTIONS}, a Part 3 test image its "
+                            f"classifier decision, a Part 3 learning screen a target_class (key {correct!r})")
         rows.append({"item_id": item_id, "study_id": study_id, "part": part, "kind": kind,
                      "method": item.get("method"), "domain": item.get("domain"), "attr_i": item.get("attr_i"),
-                     "attr_j": item.get("attr_j"), "assets": json.dumps(list(assets)), "correct_option": correct})
+                     "attr_j": item.get("attr_j"), "assets": json.dumps(list(assets)),
+                     "correct_option": correct if part == 1 else None, "target_class": item.get("target_class"),
+                     "classifier_decision": correct if part == 3 else None})
     with session_scope(engine) as session:
         if session.get(Study, study_id) is None:
             raise UserError(f"unknown study {study_id!r}; register it (add_study) before its items")
+        if any(row["part"] == 3 for row in rows):
+            _check_forward_schema(session, engine)
         used = {a for row in rows for a in json.loads(row["assets"])}
         known = set(session.execute(select(Asset.asset_id).where(Asset.study_id == study_id,
                                                                  Asset.asset_id.in_(used))).scalars())
@@ -367,8 +427,10 @@ def study_items(engine: Engine, study_id: str) -> tuple[list[dict], dict[str, st
         rows = session.execute(select(StudyItem).where(StudyItem.study_id == study_id)
                                .order_by(StudyItem.item_id)).scalars().all()
         items = [{"item_id": r.item_id, "part": r.part, "kind": r.kind, "method": r.method, "domain": r.domain,
-                  "attr_i": r.attr_i, "attr_j": r.attr_j, "assets": json.loads(r.assets)} for r in rows]
-        key = {r.item_id: r.correct_option for r in rows if r.correct_option is not None}
+                  "attr_i": r.attr_i, "attr_j": r.attr_j, "assets": json.loads(r.assets),
+                  "target_class": r.target_class} for r in rows]
+        key = {r.item_id: r.correct_option or r.classifier_decision for r in rows
+               if (r.correct_option or r.classifier_decision) is not None}  # Part 3: the classifier's decision
         return items, key
 
 

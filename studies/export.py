@@ -75,7 +75,8 @@ SESSION_SECRETS = ("session_token", "platform_session_id")
 
 
 def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
-    """The analysis input: 'responses' (one row per answered trial), 'participants', 'trials' and 'assets'.
+    """The analysis input: 'responses' (one row per answered Part 1-2 trial), 'participants', 'trials', 'assets'
+    and 'forward' (Part 3's answered test trials, :func:`forward_responses`).
 
     All four are read in one transaction, so they agree with each other. Dtypes: ``correct`` is pandas' nullable
     "boolean" (True/False for Part 1, <NA> for Part 2); attr_i/attr_j/rt_ms are nullable "Int64"; timestamps are
@@ -91,8 +92,10 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
                    Trial.attr_j, Response.choice, Trial.correct_option, Response.text_raw, Response.text_norm,
                    Response.rt_ms, Response.submitted_at, Trial.id.label("trial_id"), Trial.seq)
             .join(Trial, Trial.id == Response.trial_id).join(Participant, Participant.id == Trial.participant_id)
+            .where(Participant.part != "forward")  # Part 3 has its own format: forward_responses
             .order_by(Participant.id, Trial.seq)
         ).mappings().all()
+        forward = _forward_frame(conn)
 
     rows = []
     for r in answered:
@@ -121,7 +124,34 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
 
     assets_frame = pd.DataFrame(assets, columns=[c.key for c in Asset.__table__.columns])
     return {"responses": responses, "participants": participants_frame, "trials": trials_frame,
-            "assets": assets_frame}
+            "assets": assets_frame, "forward": forward}
+
+
+def forward_responses(engine: Engine) -> pd.DataFrame:
+    """Part 3's answered test trials in ``studies.forward.RESPONSE_COLUMNS`` (the input of
+    ``studies.forward_analysis``): ``trial`` counts the participant's test trials from 0 (learning screens are no
+    responses), ``correct`` is computed here from the stored answer key, ``image`` is the shown asset id."""
+    with engine.begin() as conn:
+        return _forward_frame(conn)
+
+
+def _forward_frame(conn) -> pd.DataFrame:
+    from studies.forward import responses_frame, score_trial  # scipy-backed: loaded by the CLI only, not the app
+
+    rows = conn.execute(
+        select(Participant.external_pid, Participant.id, Trial.method, Trial.seq, Trial.assets,
+               Trial.classifier_decision, Response.prediction, Response.rt_ms)
+        .join(Trial, Trial.participant_id == Participant.id).outerjoin(Response, Response.trial_id == Trial.id)
+        .where(Participant.part == "forward", Trial.kind == "main").order_by(Participant.id, Trial.seq)
+    ).all()
+    out, position, previous = [], 0, None
+    for r in rows:
+        position = position + 1 if r.id == previous else 0  # position among all planned test trials
+        previous = r.id
+        if r.prediction is not None:
+            trial = {"trial": position, "image": json.loads(r.assets)[0], "classifier_decision": r.classifier_decision}
+            out.append(score_trial(r.external_pid, r.method, trial, r.prediction, r.rt_ms))
+    return responses_frame(out)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

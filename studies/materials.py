@@ -14,11 +14,17 @@ Items:
 - Part 1 ('attention'): a main item's left pair with an unmistakable answer: the correct option is the very
   first left GIF, the other a static GIF of the unedited image 2.
 - Part 2 ('describe'), per (method, attribute): the four GIFs of i on images 0-3.
+- Part 3 (forward simulation, `studies.forward`): 'learn' items, per (method, attribute with a target class), the
+  first two GIFs of i (Part 1's references) and the class name it pushes toward (`target_class`, shown to the
+  participant); 'test' items, `forward_images` unedited stills (one-frame GIFs) of images that no GIF of this
+  build shows (the split's images outside the AttFind set first), the classes as balanced as they allow. A test
+  item's key is the classifier's decision on exactly the still shown (its class name), in the answer key like
+  Part 1's letters.
 
 Written under out_dir: `assets/<first 16 hex of sha256>.gif` (names reveal nothing) and `manifest.json` (study id,
 settings, assets with their descriptive fields for analysis, items with their assets in display order
 [left1, left2, A, B] or four for Part 2). The manifest never holds the answer key: `build_materials` returns it
-in memory as {item_id: 'A' | 'B'} for the caller to load into the study database, and writes
+in memory as {item_id: 'A' | 'B' | class name} for the caller to load into the study database, and writes
 `answer_key.json` only with `write_answer_key=True`. The manifest stays on the server (the app sends GIF bytes,
 never the manifest). `load_manifest` checks that every asset is there with its recorded sha256.
 """
@@ -55,6 +61,7 @@ from stylex.stats import encode_styles, load_stats
 FRAME_MS = 80  # sweep frame duration, the same for every method (the ends are held longer by render.sweep_gif)
 STATIC_MS = 700  # the two identical frames of an attention check's static GIF (Pillow merges them into one)
 PART1_IMAGES = 4  # left 0, 1; options on 2 (attribute i) and 3 (distractor j)
+LEARN_GIFS = 2  # GIFs per Part 3 learning screen: the attribute's two Part 1 references
 ASSET_NAME = re.compile(r"^[0-9a-f]{16}\.gif$")
 
 log = logging.getLogger("studies.materials")
@@ -147,14 +154,60 @@ def _balanced(count: int, rng: random.Random) -> list[str]:
     return letters
 
 
+def _test_stills(ctx: RunContext, dataset, indices: list[int], styles: list[torch.Tensor], predicted: torch.Tensor,
+                 in_gifs: set[int], count: int, assets: _Assets, ids: random.Random, rng: random.Random,
+                 precision: str, display_size: int, domain: str) -> list[tuple[str, str, str]]:
+    """Part 3 test images: (item id, asset id, classifier decision) for up to ``count`` images no GIF shows,
+    ``count // classes`` per class of the classifier's decision (fewer where candidates run out). Candidates: images
+    of the split outside the AttFind set (a seeded draw of at most ``8 * count``), then AttFind images no GIF was
+    rendered on. Each is the generator's unedited image as a one-frame GIF, its decision the classifier's on that
+    image, so the key is the classifier's answer on exactly what the participant sees."""
+    dtype = resolve_precision(precision)
+    outside = sorted(set(range(len(dataset))) - set(indices))
+    rng.shuffle(outside)
+    outside = outside[:8 * count]
+    free = [p for p in range(len(indices)) if p not in in_gifs]
+    rng.shuffle(free)
+    pool = [s[free] for s in styles]
+    if outside:
+        extra = encode_styles(ctx.model, dataset, outside, device=ctx.device, progress=False)
+        pool = [torch.cat([e, s]) for e, s in zip(extra, pool, strict=True)]
+        predicted = torch.cat([_predicted(ctx, extra, dtype), predicted[free]])
+    else:
+        predicted = predicted[free]
+    sources = [*outside, *(int(indices[p]) for p in free)]  # dataset index of every pool row
+    quota = max(1, count // len(ctx.classes))
+    by_class: dict[int, list[int]] = {}
+    for row in range(len(sources)):  # chosen by `predicted`, the same render and classifier as the still below
+        if len(by_class.setdefault(int(predicted[row]), [])) < quota:
+            by_class[int(predicted[row])].append(row)
+    if len(by_class) < 2:
+        raise UserError(f"the {len(sources)} image(s) that no GIF shows do not cover two classifier decisions; Part "
+                        "3 needs test images of at least two classes (use a split with more images than the AttFind "
+                        "set, lower num_attributes or images_per_attribute, or pass forward_images=0)")
+    stills = []
+    for row in sorted(r for chosen in by_class.values() for r in chosen):
+        images, logits = render_styles(ctx.model, [s[row:row + 1].expand(2, -1) for s in pool], dtype)
+
+        def write(path, images=images):  # two identical frames, which Pillow stores as one
+            return render.sweep_gif(images, None, path, size=display_size, frame_ms=STATIC_MS, frame_color=None)
+
+        info = {"method": None, "domain": domain, "attr_rank": None, "image": sources[row], "static": True,
+                "role": "forward_test"}
+        stills.append((_token(ids), assets.add(write, info), ctx.classes[int(logits[0].argmax())]))
+    return stills
+
+
 def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("stylex", "wu"),
                     num_attributes: int = 6, images_per_attribute: int = 4, seed: int = 0, display_size: int = 256,
-                    frames: int = 12, attention_items: int = 2, *, write_answer_key: bool = False,
+                    frames: int = 12, attention_items: int = 2, forward_images: int = 20, *,
+                    write_answer_key: bool = False,
                     generators: dict[str, str] | None = None, device: str | None = None
                     ) -> tuple[Path, dict[str, str]]:
     """Render the study's GIFs and write out_dir/manifest.json; returns (manifest path, answer key).
 
-    The answer key {item_id: 'A' | 'B'} covers every Part 1 item (main and attention) and is returned in memory
+    The answer key {item_id: 'A' | 'B'} covers every Part 1 item (main and attention), and {item_id: class name}
+    every Part 3 test image (``forward_images`` of them; 0: no Part 3 material); it is returned in memory
     only (for the study database), unless `write_answer_key` also writes out_dir/answer_key.json.
     `generators` overrides the generator variant per method (default `VARIANTS`, each method on its own
     generator); any override is recorded in the manifest settings.
@@ -169,8 +222,8 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         raise UserError(f"images_per_attribute must be >= {PART1_IMAGES}, got {images_per_attribute}")
     if frames < 2:
         raise UserError(f"frames must be >= 2, got {frames}")
-    if attention_items < 0:
-        raise UserError(f"attention_items must be >= 0, got {attention_items}")
+    if attention_items < 0 or forward_images < 0:
+        raise UserError(f"attention_items and forward_images must be >= 0, got {attention_items}, {forward_images}")
     default_variants = {m.key: m.variant for m in registered()}
     variants = {**default_variants, **(generators or {})}
     unknown = [m for m in methods if m not in variants]
@@ -200,6 +253,8 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
     items: list[dict] = []
     answers: dict[str, str] = {}
     lefts: list[tuple[str, str, int, list[str], int]] = []  # (method, image-2 static asset, rank, left pair, image)
+    in_gifs: set[int] = set()  # image-set positions some GIF was rendered on: never a Part 3 test image
+    first_styles = first_predicted = None
     for method_key in methods:
         method = loaded[method_key]
         ctx = contexts[variants[method_key]]
@@ -207,6 +262,8 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         dtype = resolve_precision(precision)
         styles = encode_styles(ctx.model, dataset, indices, device=ctx.device, progress=False)
         predicted = _predicted(ctx, styles, dtype)
+        if first_styles is None:  # Part 3's stills: the first method's generator, the classifier of the run
+            first_styles, first_predicted = styles, predicted
         ranked = method.attributes.ranked()[:num_attributes]
         if len(ranked) < 2:
             raise UserError(f"method {method_key!r} has {len(ranked)} attribute(s); Part 1 needs at least 2 "
@@ -217,6 +274,7 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
 
         def gif(a: Attribute, position: int, rank: int, static: bool = False, *, ctx=ctx, layout=layout,
                 method_key=method_key, edit_rule=edit_rule, method=method, styles=styles) -> str:
+            in_gifs.add(position)
             one = [s[position:position + 1] for s in styles]
             images, _ = sweep(ctx.model, one, method.stats, [(a.coordinate, a.direction)],
                               0.0 if static else shift_size, 2 if static else frames, precision, edit=edit_rule)
@@ -273,6 +331,13 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         for rank in sweeps:
             items.append({"item_id": _token(ids), "part": 2, "kind": "describe", "method": method_key,
                           "domain": domain, "attr_i": rank, "attr_j": None, "assets": sweeps[rank][:PART1_IMAGES]})
+        for rank, (a, _, _) in enumerate(shown, 1):
+            if forward_images and a.target is None:  # nothing to label the learning screen with
+                log.warning("%s attribute %d has no target class; Part 3 does not show it", method_key, rank)
+            elif forward_images:
+                items.append({"item_id": _token(ids), "part": 3, "kind": "learn", "method": method_key,
+                              "domain": domain, "attr_i": rank, "attr_j": None, "assets": sweeps[rank][:LEARN_GIFS],
+                              "target_class": method.attributes.classes[a.target]})
 
     attention_rng = _sub_rng(seed, "attention")
     picks = [lefts[attention_rng.randrange(len(lefts))] for _ in range(attention_items)]
@@ -282,6 +347,14 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
         items.append({"item_id": item_id, "part": 1, "kind": "attention", "method": method_key, "domain": domain,
                       "attr_i": rank, "attr_j": None, "assets": [*pair, *options]})
         answers[item_id] = letter
+
+    if forward_images:
+        stills = _test_stills(first, dataset, indices, first_styles, first_predicted, in_gifs, forward_images, assets,
+                              ids, _sub_rng(seed, "forward"), precision, display_size, domain)
+        for item_id, asset_id, decision in stills:
+            items.append({"item_id": item_id, "part": 3, "kind": "test", "method": None, "domain": domain,
+                          "attr_i": None, "attr_j": None, "assets": [asset_id]})
+            answers[item_id] = decision
 
     used = {asset for item in items for asset in item["assets"]}
     for path in (out_dir / "assets").glob("*.gif"):  # stale GIFs of an earlier build into the same folder
@@ -297,6 +370,7 @@ def build_materials(run_dir: Path, out_dir: Path, methods: tuple[str, ...] = ("s
                      "num_attributes": num_attributes, "images_per_attribute": images_per_attribute, "seed": seed,
                      "display_size": display_size, "frames": frames, "frame_ms": FRAME_MS, "pingpong": True,
                      "loop": 0, "shift_size": shift_size, "precision": precision, "attention_items": attention_items,
+                     "forward_images": forward_images,
                      "image_set": {"dataset": domain, "split": config.attfind.split, "seed": config.attfind.seed,
                                    "num_images": len(indices)}},
         "assets": [assets.rows[a] for a in sorted(used)],

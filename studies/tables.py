@@ -14,22 +14,27 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump when a table changes, and say in ``ADDED_COLUMNS`` what the new version adds: files written with an older
 version are upgraded in place by :func:`studies.engines.upgrade_schema`, files of any other version are refused."""
 
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     # version 2: sessions bound to participants and the comprehension check (issue 15)
     2: {"participant": ("session_token", "platform_session_id", "comprehension_tries", "comprehension_passed_at")},
+    # version 3: Part 3, forward simulation (issue 15 item 6): learning screens' labels, the classifier's decision
+    # (the test trials' answer key) and the participant's prediction
+    3: {"trial": ("target_class", "classifier_decision"), "study_item": ("target_class", "classifier_decision"),
+        "response": ("prediction",)},
 }
 """{version: {table: columns that version appended}}. Only appended columns with a default or NULL, so an upgrade is
 ``ALTER TABLE ... ADD COLUMN`` and keeps every row."""
 
-PARTS = ("coherence", "description")
+PARTS = ("coherence", "description", "forward")
 # "screened_out": ended early by the screening of studies/app.py (failed attention or comprehension checks).
 STATUSES = ("consented", "in_progress", "completed", "screened_out")
 SCREEN_OUT_REASONS = ("attention", "comprehension")
-TRIAL_KINDS = ("practice", "main", "attention")
+# "learn": a Part 3 learning screen (attribute GIFs and the class they push toward), answered by "Continue" only.
+TRIAL_KINDS = ("practice", "main", "attention", "learn")
 OPTIONS = ("A", "B")
 MAX_PID_CHARS = 128
 
@@ -138,6 +143,11 @@ class ItemColumns:
     attr_j: Mapped[int | None] = mapped_column(Integer)
     assets: Mapped[str] = mapped_column(Text)
     correct_option: Mapped[str | None] = mapped_column(String(1))
+    # Schema version 3, Part 3 (``method`` holds the group there); last, since an upgrade appends them to the table.
+    # ``target_class``: the label of a learning screen, shown to the participant. ``classifier_decision``: a test
+    # image's answer key, never shown.
+    target_class: Mapped[str | None] = mapped_column(Text)
+    classifier_decision: Mapped[str | None] = mapped_column(Text)
 
 
 class Trial(ItemColumns, Base):
@@ -172,6 +182,8 @@ class Response(Base):
     text_norm: Mapped[str | None] = mapped_column(Text)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     rt_ms: Mapped[int | None] = mapped_column(Integer)
+    # Schema version 3: the class a Part 3 participant predicted (NULL for Parts 1-2 and for learning screens).
+    prediction: Mapped[str | None] = mapped_column(Text)
 
 
 class Event(Base):
@@ -196,7 +208,7 @@ class StudyItem(ItemColumns, Base):
 
     __tablename__ = "study_item"
     __table_args__ = (
-        CheckConstraint("part IN (1, 2)", name="ck_item_part"),
+        CheckConstraint("part IN (1, 2, 3)", name="ck_item_part"),
         CheckConstraint(f"correct_option IS NULL OR {_sql_in('correct_option', OPTIONS)}", name="ck_item_correct"),
     )
 

@@ -57,6 +57,15 @@ INSTRUCTIONS = {
         f"**Describe the single most prominent change in 1 to {MAX_WORDS} words** (for example: *hair gets darker*), "
         "then press Submit."
     ),
+    "forward": (
+        "The study has two phases.\n\n"
+        "**Learning phase.** A computer program (a *classifier*) sorts pictures into classes. You first see a few "
+        "animated images; each shows a change that pushes the classifier toward the class written above it. Study "
+        "them: they show what the classifier pays attention to.\n\n"
+        "**Test phase.** Then you see new pictures one at a time, without any animation. For each, **predict which "
+        "class the classifier will say** by pressing the button of that class. We ask for the classifier's answer, "
+        "not for what you think the picture really is. You do not learn whether you were right."
+    ),
 }
 
 
@@ -90,6 +99,17 @@ COMPREHENSION: dict[str, tuple[Question, ...]] = {
                  ("Everything you can see in the first image", "Which of the four images you like best")),
         Question("same", "What do the four images on a screen show?",
                  "The same kind of change", ("Four unrelated changes", "Four photos taken at different times")),
+    ),
+    "forward": (
+        Question("predict", "In the test phase, what do you answer for each picture?",
+                 "Which class the classifier will say for it",
+                 ("Which class the picture really belongs to", "How much you like the picture")),
+        Question("learning", "What does each animated image of the learning phase show?",
+                 "A change that pushes the classifier toward the class written above it",
+                 ("The same picture taken at different times", "A picture the classifier cannot sort")),
+        Question("feedback", "Do you learn during the test phase whether your answers were right?",
+                 "No, the test phase gives no feedback",
+                 ("Yes, after every picture", "Yes, after every fifth picture")),
     ),
 }
 

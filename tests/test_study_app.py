@@ -121,11 +121,14 @@ def _page_text(at: AppTest) -> str:
 def _assert_no_leak(at: AppTest, manifest: dict) -> None:
     text = _page_text(at)
     media = re.findall(r'url: "([^"]*)"', text)
-    assert all(re.fullmatch(r"(/mock)?/media/[0-9a-f]+\.gif", url) for url in media), media  # content hashes only
-    text = re.sub(r'url: "(/mock)?/media/[0-9a-f]+\.gif"', "", text)
+    # content hashes only (Part 3's test images are PNG stills)
+    assert all(re.fullmatch(r"(/mock)?/media/[0-9a-f]+\.(gif|png)", url) for url in media), media
+    text = re.sub(r'url: "(/mock)?/media/[0-9a-f]+\.(gif|png)"', "", text)
     lowered = text.lower()
-    assert "correct" not in lowered and "answer key" not in lowered
-    for word in (*METHODS, DOMAIN, "item0", "itemattn", "manifest", ".gif", "assets/"):
+    assert "correct" not in lowered and "answer key" not in lowered and "decision" not in lowered
+    # Part 3: neither the group (a method, the random baseline, control) nor an item id reaches the page
+    for word in (*METHODS, DOMAIN, "item0", "itemattn", "itemfwd", "manifest", ".gif", ".png", "assets/", "random",
+                 "control"):
         assert word not in lowered, word
     for asset in manifest["assets"]:
         assert asset["asset_id"] not in text and asset["sha256"] not in text

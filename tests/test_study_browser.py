@@ -52,10 +52,10 @@ def screening_server(tmp_path):
     yield from _serve(tmp_path, SCREENING)
 
 
-def _serve(tmp_path, settings: dict[str, str]):
+def _serve(tmp_path, settings: dict[str, str], materials=synthetic_materials):
     """(base URL, engine) of `streamlit run studies/app.py` on a fresh study database, with ``settings`` in its
-    environment."""
-    folder, key, _ = synthetic_materials(tmp_path / "materials")
+    environment; ``materials(folder)`` writes the materials and returns (folder, answer key, manifest)."""
+    folder, key, _ = materials(tmp_path / "materials")[:3]
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     engine = db.get_engine(url)
     load_study(engine, folder, key, study_id=STUDY)

@@ -13,7 +13,8 @@ from stylex.errors import UserError
 from stylex.pipeline import attfind_variant, open_run
 from stylex.run import RunDir
 
-SMALL = {"num_attributes": 2, "images_per_attribute": 4, "display_size": 64, "frames": 4, "attention_items": 2}
+SMALL = {"num_attributes": 2, "images_per_attribute": 4, "display_size": 64, "frames": 4, "attention_items": 2,
+         "forward_images": 4}
 # the tiny run has no w/o-CST generator: Wu et al. is selected and rendered on the StylEx one here
 ON_STYLEX = {"wu": "stylex"}
 
@@ -54,10 +55,12 @@ def test_manifest_assets_and_items(built):
             assert image.n_frames == asset["n_frames"]
             if not asset["static"]:  # static attention GIFs: two identical frames, which Pillow stores as one
                 assert image.n_frames >= 2
-    kinds = Counter((item["part"], item["kind"]) for item in manifest["items"])
+    kinds = Counter((item["part"], item["kind"]) for item in manifest["items"] if item["part"] != 3)
     assert kinds == {(1, "main"): 4, (2, "describe"): 4, (1, "attention"): 2}
     by_id = {a["asset_id"]: a for a in manifest["assets"]}
     for item in manifest["items"]:
+        if item["part"] == 3:
+            continue  # test_part3_material
         shown = [by_id[a] for a in item["assets"]]
         assert len(shown) == 4 and all(a["method"] == item["method"] for a in shown)
         if item["kind"] == "describe":
@@ -81,9 +84,10 @@ def test_answer_key_separate_and_balanced(built):
     out_dir, manifest_path, key = built
     manifest = json.loads(manifest_path.read_text())
     part1 = [item["item_id"] for item in manifest["items"] if item["part"] == 1]
-    assert sorted(key) == sorted(part1)
-    assert set(key.values()) <= {"A", "B"}
-    counts = Counter(key.values())
+    tests = [item["item_id"] for item in manifest["items"] if item["kind"] == "test"]
+    assert sorted(key) == sorted(part1 + tests)
+    assert {key[item_id] for item_id in part1} <= {"A", "B"}
+    counts = Counter(key[item_id] for item_id in part1)
     assert abs(counts["A"] - counts["B"]) <= 2
     assert not (out_dir / "answer_key.json").exists()
     text = manifest_path.read_text().lower()
@@ -125,3 +129,34 @@ def test_missing_generator_or_attributes_is_a_clear_error(run_with_attributes, t
     RunDir(run_dir).attributes("wu").unlink()
     with pytest.raises(UserError, match="stylex attfind"):
         build_materials(run_dir, tmp_path / "m", generators=ON_STYLEX, **SMALL)
+
+
+def test_part3_material(built):
+    """Learning screens from the Part 1 reference GIFs, labelled with their attribute's class; test stills of images
+    that no GIF shows, keyed by the classifier's decision; a Part 3 plan can be made from them."""
+    from studies.design import forward_material
+    from studies.forward import CONTROL, plan_forward_trials
+
+    out_dir, manifest_path, key = built
+    manifest = load_manifest(manifest_path)
+    by_id = {a["asset_id"]: a for a in manifest["assets"]}
+    main = {(item["method"], item["attr_i"]): item for item in manifest["items"] if item["kind"] == "main"}
+    learn = [item for item in manifest["items"] if item["kind"] == "learn"]
+    tests = [item for item in manifest["items"] if item["kind"] == "test"]
+    assert learn and all(item["part"] == 3 for item in learn + tests)
+    for item in learn:  # the attribute's two Part 1 references, toward the class its GIFs record
+        assert item["assets"] == main[(item["method"], item["attr_i"])]["assets"][:2]
+        assert {by_id[a]["target"] for a in item["assets"]} == {item["target_class"]}
+    gif_images = {a["image"] for a in manifest["assets"] if a.get("role") != "forward_test"}
+    stills = [by_id[item["assets"][0]] for item in tests]
+    assert 2 <= len(tests) <= SMALL["forward_images"] and all(a["static"] for a in stills)
+    assert not {a["image"] for a in stills} & gif_images  # new images only
+    for still in stills:
+        with Image.open(out_dir / still["relpath"]) as image:
+            assert image.n_frames == 1 and image.size == (64, 64)
+    assert len({key[item["item_id"]] for item in tests}) >= 2  # at least two classifier decisions
+    images, screens, groups = forward_material(manifest["items"], key)
+    assert groups == [CONTROL, "stylex", "wu"]
+    plan = plan_forward_trials(images, "stylex", 0, screens, n_trials=2)
+    assert [t["classifier_decision"] for t in plan["test"]] == [key[i["item_id"]] for t in plan["test"]
+                                                                 for i in tests if i["assets"] == [t["image"]]]

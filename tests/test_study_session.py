@@ -299,8 +299,10 @@ def _downgrade_to_version_1(path) -> None:
     """What a file written by the version 1 code holds: the participant table without the columns version 2
     appended (ADDED_COLUMNS), and version 1 recorded."""
     with sqlite3.connect(path) as conn:
-        for column in ADDED_COLUMNS[2]["participant"]:
-            conn.execute(f"ALTER TABLE participant DROP COLUMN {column}")
+        for version in range(2, db.SCHEMA_VERSION + 1):
+            for table, columns in ADDED_COLUMNS[version].items():
+                for column in columns:
+                    conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("UPDATE schema_version SET version = 1")
     conn.close()
 
@@ -330,7 +332,8 @@ def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
 
     writer = db.make_engine(url)
     for refuse in (lambda: db.check_schema(writer), lambda: db.create_schema(writer), lambda: db.open_readonly(url)):
-        with pytest.raises(UserError, match=r"schema version 1, this code expects 2; upgrade it in place") as err:
+        expected = rf"schema version 1, this code expects {db.SCHEMA_VERSION}; upgrade it in place"
+        with pytest.raises(UserError, match=expected) as err:
             refuse()
         assert f"stylex study upgrade --db sqlite:///{path.resolve()}" in str(err.value)
     writer.dispose()
@@ -344,10 +347,10 @@ def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
     assert "stylex study upgrade --db" in capsys.readouterr().err
 
     assert main(["study", "upgrade", "--db", url]) == 0
-    assert f"upgraded {url} from schema version 1 to 2" in capsys.readouterr().out
+    assert f"upgraded {url} from schema version 1 to {db.SCHEMA_VERSION}" in capsys.readouterr().out
     assert main(["study", "upgrade", "--db", url]) == 0
-    assert "already has schema version 2; nothing to do" in capsys.readouterr().out
-    assert db.upgrade_schema(url) == 2  # already current: nothing to do
+    assert f"already has schema version {db.SCHEMA_VERSION}; nothing to do" in capsys.readouterr().out
+    assert db.upgrade_schema(url) == db.SCHEMA_VERSION  # already current: nothing to do
     fresh = tmp_path / "fresh.sqlite"
     db.create_schema(db.make_engine(f"sqlite:///{fresh}"))
     assert _table_info(path) == _table_info(fresh)  # the same tables as a database made by this code

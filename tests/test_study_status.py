@@ -112,6 +112,9 @@ def test_counts_of_a_known_study(known):
                       "screened_out": 1},
         "description": {"participants": 3, "started": 2, "consented": 0, "in_progress": 0, "completed": 2,
                         "screened_out": 1},
+        # no Part 3 in this study: its row shows zeros rather than disappearing
+        "forward": {"participants": 0, "started": 0, "consented": 0, "in_progress": 0, "completed": 0,
+                    "screened_out": 0},
     }
 
     methods = result.methods.set_index(["part", "method"])
@@ -132,7 +135,12 @@ def test_counts_of_a_known_study(known):
                              "max_per_participant": 4, "attributes": 4, "fewest_per_attribute": 2} for m in METHODS
     }
 
-    assert _rows(result.failures, "part") == {
+    failures = _rows(result.failures, "part")
+    assert {k: v for k, v in failures.pop("forward").items() if k != "comprehension_tries"} == dict.fromkeys(
+        ["attention_answered", "attention_failed", "participants_failed_attention", "comprehension_failures",
+         "participants_failed_comprehension", "screened_out_attention", "screened_out_comprehension",
+         "screened_out_without_reason"], 0)
+    assert failures == {
         "coherence": {"attention_answered": 3 * 2 + 2 + 1, "attention_failed": 3, "participants_failed_attention": 2,
                       "comprehension_failures": 1, "participants_failed_comprehension": 1,
                       "comprehension_tries": 2, "screened_out_attention": 1, "screened_out_comprehension": 0,
@@ -162,8 +170,8 @@ def test_status_command_prints_the_tables(known, capsys):
     for pattern in (r"coherence\s+7\s+6\s+1\s+1\s+4\s+1\n", r"description\s+3\s+2\s+0\s+0\s+2\s+1\n",
                     r"coherence\s+stylex\s+4\s+16\s+0\.500\s+4\s+4\s+4\s+4\n",
                     r"description\s+wu\s+2\s+8\s+0\.500\s+4\s+4\s+4\s+2\n",
-                    r"attention_failed\s+3\s+0\n", r"comprehension_failures\s+1\s+2\n",
-                    r"screened_out_comprehension\s+0\s+1\n",
+                    r"attention_failed\s+3\s+0\s+0\n", r"comprehension_failures\s+1\s+2\s+0\n",
+                    r"screened_out_comprehension\s+0\s+1\s+0\n",
                     r"coherence\s+main trial\s+37\s+\d+\.\d\n", r"description\s+attention trial\s+0\s+–\n"):
         assert re.search(pattern, out), pattern
     assert main(["study", "status", "--db", f"sqlite:///{path}", "--study", STUDY]) == 0
@@ -218,7 +226,7 @@ def test_a_database_without_comprehension_tries(known, tmp_path):
     finally:
         engine.dispose()
     assert result.failures["comprehension_tries"].isna().all()
-    assert result.failures["comprehension_failures"].tolist() == [1, 2]  # from the events, as before
+    assert result.failures["comprehension_failures"].tolist() == [1, 2, 0]  # from the events, as before
     assert "n/a" in status.format_status(result)
 
 
