@@ -178,6 +178,23 @@ def _word_blocks(result: Mapping[str, Any]) -> list[doc.Block]:
     return blocks
 
 
+def _forward_blocks(forward: Mapping[str, Any]) -> list[doc.Block]:
+    """Part 3: how well each group predicted the classifier, and each group against the reference (control)."""
+    from studies.forward_analysis import ACCURACY_COLUMNS, COMPARISON_COLUMNS
+
+    blocks: list[doc.Block] = [_heading(2, "Part 3: predicting the classifier (forward simulation)"),
+                               _text("Accuracy of predicting the classifier's decision on new images, per group "
+                                     "(Wilson 95% interval over pooled trials; mean and s.d. over participants)."),
+                               _records_table(forward["accuracy"], ACCURACY_COLUMNS)]
+    if forward.get("comparison_error"):
+        return [*blocks, _text(f"Group comparison not run: {forward['comparison_error']}")]
+    blocks.append(_text(f"Each group against {forward['reference']}: GEE {forward['formula']} (binomial, logit, "
+                        "exchangeable within participant, robust SEs); difference of accuracies with a participant "
+                        "bootstrap 95% interval." + (f" GEE failed: {forward['gee_error']}" if forward["gee_error"]
+                                                      else "")))
+    return [*blocks, _records_table(forward["comparisons"], COMPARISON_COLUMNS)]
+
+
 def write_report(result: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
     """Write ``analysis.md``, ``table2.tex`` and ``accuracy.png`` into ``folder`` from an ``analyze`` result.
 
@@ -209,5 +226,7 @@ def write_report(result: Mapping[str, Any], folder: str | Path) -> dict[str, Pat
         blocks += _comparison_blocks(result["comparison"])
     if result.get("words") is not None:
         blocks += _word_blocks(result)
+    if result.get("forward"):
+        blocks += _forward_blocks(result["forward"])
     paths["markdown"].write_text(doc.render_markdown(blocks), encoding="utf-8")
     return paths

@@ -141,8 +141,12 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     # the plan is looked up before anything is read or written, so a mistyped --plan stops the command cleanly
     plan = find_plan(args.plan, args.materials)
-    responses = _read_frames(args.db)["responses"]
-    result = analysis.analyze(responses)
+    frames = _read_frames(args.db)
+    result = analysis.analyze(frames["responses"])
+    if len(frames["forward"]):  # Part 3 has its own response format and analysis
+        from studies.forward_analysis import analyze_forward
+
+        result["forward"] = analyze_forward(frames["forward"])
     result["plan"] = plan.as_json() if plan is not None else {"path": None, "summary": no_plan_note(args.materials)}
     print(result["plan"]["summary"])
     written = analysis.write_report(result, args.out)

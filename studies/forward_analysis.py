@@ -39,6 +39,7 @@ __all__ = [
     "ACCURACY_COLUMNS",
     "COMPARISON_COLUMNS",
     "POWER_COLUMNS",
+    "analyze_forward",
     "compare_forward",
     "forward_accuracy",
     "forward_power",
@@ -261,3 +262,25 @@ def power_table(power: pd.DataFrame) -> doc.Table:
 def power_table_markdown(power: pd.DataFrame) -> str:
     """:func:`power_table` as Markdown (GitHub tables), for the pre-registration and the report."""
     return doc.render_markdown([power_table(power)])
+
+
+def analyze_forward(responses: pd.DataFrame, reference: str = CONTROL, seed: int = 0) -> dict[str, Any]:
+    """What `stylex study analyze` reports for Part 3, as JSON-ready records: accuracy per group, and the GEE and
+    bootstrap comparison of every group with `reference` (or why it could not be made, e.g. one group only)."""
+    accuracy = forward_accuracy(responses, reference=reference if reference in set(responses["group"]) else None)
+    result: dict[str, Any] = {"reference": reference, "accuracy": _records(accuracy)}
+    try:
+        comparison = compare_forward(responses, reference=reference, seed=seed)
+    except UserError as error:  # e.g. a pilot with a single group: the accuracies still stand
+        result["comparison_error"] = str(error)
+        return result
+    result.update(formula=comparison["formula"], gee_error=comparison["gee_error"],
+                  comparisons=_records(comparison["comparisons"]))
+    return result
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (NaN as None), for analysis.json."""
+    return [{key: (None if isinstance(value, float) and math.isnan(value) else
+                   value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+            for row in frame.to_dict("records")]

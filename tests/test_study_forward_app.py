@@ -6,6 +6,7 @@ analysed by ``forward_analysis.forward_accuracy``. The classifier's decisions ne
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -28,6 +29,7 @@ from studies.forward import CONTROL, RESPONSE_COLUMNS, assign_group
 from studies.forward_analysis import forward_accuracy
 from studies.manifest import load_study
 from studies.text import COMPREHENSION
+from stylex.cli import main
 
 CLASSES = ("classcat", "classdog")
 COMPREHENSION_PROMPT = COMPREHENSION["forward"][0].prompt
@@ -146,6 +148,17 @@ def test_part3_from_consent_to_analysis(study):
     accuracy = forward_accuracy(responses).set_index("group")
     assert list(accuracy.index) == groups
     assert accuracy.loc[CONTROL, "accuracy"] == 0.5 and (accuracy.loc[list(METHODS), "accuracy"] == 1.0).all()
+
+    # `stylex study analyze` reports Part 3 beside Parts 1-2 (here there are none)
+    out = Path(str(engine.url.database)).parent / "analysis"
+    assert main(["study", "analyze", "--db", str(engine.url), "--out", str(out)]) == 0
+    analysis = json.loads((out / "analysis.json").read_text())["forward"]
+    assert [row["group"] for row in analysis["accuracy"]] == groups
+    assert {row["group"]: row["accuracy"] for row in analysis["accuracy"]}[CONTROL] == 0.5
+    assert {row["group"] for row in analysis["comparisons"]} == set(METHODS)
+    assert all(row["difference"] == 0.5 for row in analysis["comparisons"])
+    report = (out / "analysis.md").read_text()
+    assert "## Part 3: predicting the classifier (forward simulation)" in report and "| control |" in report
 
 
 def test_part3_in_a_browser(tmp_path):
