@@ -318,48 +318,37 @@ def detail_section(results: BenchmarkResults) -> list[Block]:
 # ---------------------------------------------------------------------------------------------------- reading guide
 
 
+# (section, title, what it measures and which direction is better), in the report's order
+READING_GUIDE = (
+    ("faithful_sufficiency", "Faithful sufficiency",
+     "Sufficiency counted only over the images whose reconstruction keeps the real image's decision, so no method is "
+     "credited with flips that the generator's own error causes; judged by the explained classifier and, "
+     "separately, by the independent oracle classifier (another architecture and seed). N is the number of images "
+     "kept, per method. Higher is better."),
+    ("validity", "Validity",
+     "The share of class-level counterfactuals whose flip of the explained classifier the independent oracle also "
+     "sees: a flip only the explained classifier sees may exploit its quirks rather than change what makes the "
+     "class. Higher is better; Random should be the floor."),
+    ("cout", "COUT",
+     "The counterfactual transition score of Khorram & Fuxin (2022), in [-1, 1]: the counterfactual's changed "
+     "pixels are pasted into the reconstruction, most changed first, while the classifier's target-minus-source "
+     "probability is recorded; COUT is half the area it gains. Near 1: the first pixels already flip a confident "
+     "decision; 0: nothing the classifier sees changed; negative: the change pushes away from the target. Higher "
+     "is better."),
+    ("proximity", "Proximity",
+     "How far each counterfactual moved from the reconstruction it edits: mean absolute pixel difference (L1, "
+     "images in [-1, 1]) and LPIPS. Lower is closer, but a method that changes nothing scores 0, so read it beside "
+     "validity: a good counterfactual is both close and valid."),
+    ("off_target", "Off-target changes",
+     "On shapes the factor probes say which factors each counterfactual changed. Off-target is the number of "
+     "non-causal factors (ones the label does not depend on) that changed per counterfactual, the analogue of MNAC, "
+     "the mean number of attributes changed; lower is better. Causal change is the share of counterfactuals in "
+     "which a causal factor changed; higher is better."),
+    ("runtime", "Runtime", f"Seconds per explained image on the benchmark's device, {RUNTIME_NOTE}. Lower is faster."),
+)
+
+
 def reading_guide(results: Sequence[BenchmarkResults]) -> list[Inline]:
     """A paragraph per battery metric that any of the results measured, for the "How to read this" section."""
-    def measured(section: str) -> bool:
-        return any(getattr(item, section) is not None for item in results)
-
-    paragraphs = []
-    if measured("faithful_sufficiency"):
-        paragraphs.append(inline(
-            Span("Faithful sufficiency. ", strong=True),
-            "Sufficiency counted only over the images whose reconstruction keeps the real image's decision, so no "
-            "method is credited with flips that the generator's own error causes; judged by the explained "
-            "classifier and, separately, by the independent oracle classifier (another architecture and seed). N "
-            "is the number of images kept, per method. Higher is better."))
-    if measured("validity"):
-        paragraphs.append(inline(
-            Span("Validity. ", strong=True),
-            "The share of class-level counterfactuals whose flip of the explained classifier the independent "
-            "oracle also sees: a flip only the explained classifier sees may exploit its quirks rather than change "
-            "what makes the class. Higher is better; Random should be the floor."))
-    if measured("cout"):
-        paragraphs.append(inline(
-            Span("COUT. ", strong=True),
-            "The counterfactual transition score of Khorram & Fuxin (2022), in [-1, 1]: the counterfactual's "
-            "changed pixels are pasted into the reconstruction, most changed first, while the classifier's "
-            "target-minus-source probability is recorded; COUT is half the area it gains. Near 1: the first pixels "
-            "already flip a confident decision; 0: nothing the classifier sees changed; negative: the change "
-            "pushes away from the target. Higher is better."))
-    if measured("proximity"):
-        paragraphs.append(inline(
-            Span("Proximity. ", strong=True),
-            "How far each counterfactual moved from the reconstruction it edits: mean absolute pixel difference "
-            "(L1, images in [-1, 1]) and LPIPS. Lower is closer, but a method that changes nothing scores 0, so "
-            "read it beside validity: a good counterfactual is both close and valid."))
-    if measured("off_target"):
-        paragraphs.append(inline(
-            Span("Off-target changes. ", strong=True),
-            "On shapes the factor probes say which factors each counterfactual changed. Off-target is the number "
-            "of non-causal factors (ones the label does not depend on) that changed per counterfactual, the "
-            "analogue of MNAC, the mean number of attributes changed; lower is better. Causal change is the share "
-            "of counterfactuals in which a causal factor changed; higher is better."))
-    if measured("runtime"):
-        paragraphs.append(inline(
-            Span("Runtime. ", strong=True),
-            f"Seconds per explained image on the benchmark's device, {RUNTIME_NOTE}. Lower is faster."))
-    return paragraphs
+    return [inline(Span(f"{title}. ", strong=True), text) for section, title, text in READING_GUIDE
+            if any(getattr(item, section) is not None for item in results)]
