@@ -21,9 +21,11 @@ from studies.manifest import asset_paths, load_study
 from stylex.cli import main
 
 
-def test_export_backup_and_analyze_from_the_command_line(tmp_path, capsys):
-    folder, key, _ = synthetic_materials(tmp_path / "materials")
-    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+def simulated_study(root):
+    """(materials folder, database URL): the synthetic materials (2 methods x 2 attributes, 1 attention
+    check) and a database with 4 Part 1 and 3 Part 2 simulated participants who answered everything."""
+    folder, key, _ = synthetic_materials(root / "materials")
+    url = f"sqlite:///{root / 'study.sqlite'}"
     engine = db.get_engine(url)
     load_study(engine, folder, key, study_id=STUDY)
     items, answer_key = db.study_items(engine, STUDY)
@@ -36,6 +38,11 @@ def test_export_backup_and_analyze_from_the_command_line(tmp_path, capsys):
                               lambda seed: simulate.Observer(load, noise=0.0, seed=seed), load, seed=1)
     simulate.run_participants(engine, STUDY, items, None, "description", 3,
                               lambda seed: simulate.Observer(load, noise=0.0, seed=seed), load, seed=2)
+    return folder, url
+
+
+def test_export_backup_and_analyze_from_the_command_line(tmp_path, capsys):
+    _, url = simulated_study(tmp_path)
 
     assert main(["study", "export", "--db", url, "--out", str(tmp_path / "export")]) == 0
     responses = pd.read_csv(tmp_path / "export" / "responses.csv")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_study_app import STUDY, synthetic_materials
+from test_study_app import STUDY
+from test_study_cli import simulated_study
 
-from studies import db, plan, simulate
-from studies.manifest import asset_paths, load_study
+from studies import db, plan
 from stylex.cli import main
 
 # small enough to run in a second: 4 simulated studies at 6 and 12 participants, an effect the toy design detects
@@ -26,21 +26,7 @@ HASH = re.compile(r"[0-9a-f]{64}")
 def study(tmp_path_factory):
     """A materials folder (2 methods x 2 attributes, 1 attention check) and a database with 4 Part 1 and 3 Part 2
     simulated participants; the database names the study 'teststudy', the manifest 'fromfile'."""
-    root = tmp_path_factory.mktemp("plan")
-    folder, key, _ = synthetic_materials(root / "materials")
-    url = f"sqlite:///{root / 'study.sqlite'}"
-    engine = db.get_engine(url)
-    load_study(engine, folder, key, study_id=STUDY)
-    items, answer_key = db.study_items(engine, STUDY)
-    paths = asset_paths(folder)
-
-    def load(asset_id: str) -> bytes:
-        return paths[asset_id].read_bytes()
-
-    simulate.run_participants(engine, STUDY, items, answer_key, "coherence", 4,
-                              lambda seed: simulate.Observer(load, noise=0.0, seed=seed), load, seed=1)
-    simulate.run_participants(engine, STUDY, items, None, "description", 3,
-                              lambda seed: simulate.Observer(load, noise=0.0, seed=seed), load, seed=2)
+    folder, url = simulated_study(tmp_path_factory.mktemp("plan"))
     db.dispose_engines()
     yield folder, url
 
