@@ -176,6 +176,13 @@ def consent_and_read(at: AppTest) -> AppTest:
     return at.run()
 
 
+def _choose(at: AppTest, option: str) -> AppTest:
+    """Answer the Part 1 screen on show with `option` and submit it."""
+    at.radio[0].set_value(option)
+    at.button[0].click()
+    return at.run()
+
+
 def _current_trial_id(at: AppTest) -> int:
     keys = [w.key for w in (*at.radio, *at.text_input)]
     assert len(keys) == 1, keys
@@ -262,13 +269,9 @@ def test_part2_text_validation(study, monkeypatch):
 def test_resume_and_no_cache_leak(study, tmp_path):
     _url, _key, _manifest, engine = study
     at = _consent(_app("resumer"))
-    at.radio[0].set_value("B")
-    at.button[0].click()
-    at.run()
+    _choose(at, "B")
     second = _current_trial_id(at)
-    at.radio[0].set_value("A")
-    at.button[0].click()
-    at.run()
+    _choose(at, "A")
     third = _current_trial_id(at)
     assert third != second
     # a reload is a new session: it resumes at the first unanswered trial, without the instructions
@@ -327,9 +330,7 @@ def test_submit_for_an_answered_trial_says_so(study):
     at = _consent(_app("lateclick"))
     shown = _current_trial_id(at)
     assert db.record_choice(engine, shown, "B")  # the first click, already handled
-    at.radio[0].set_value("A")
-    at.button[0].click()
-    at.run()
+    _choose(at, "A")
     assert not at.exception
     assert [m.value for m in at.info] == [ALREADY_RECORDED]
     assert _current_trial_id(at) != shown  # the next screen
@@ -346,9 +347,7 @@ def test_rerun_without_a_submit_says_nothing_was_recorded(study):
     assert not at.info or NOTHING_RECORDED not in [m.value for m in at.info]
     at.run()
     assert _current_trial_id(at) == shown and NOTHING_RECORDED in [m.value for m in at.info]
-    at.radio[0].set_value("A")
-    at.button[0].click()
-    at.run()
+    _choose(at, "A")
     assert NOTHING_RECORDED not in [m.value for m in at.info]
 
 

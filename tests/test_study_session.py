@@ -12,6 +12,7 @@ from test_study_app import (
     STUDY,
     _app,
     _button,
+    _choose,
     _consent,
     _current_trial_id,
     _page_text,
@@ -72,9 +73,7 @@ def test_second_browser_gets_one_line_and_never_the_code(study):
 
     # the first browser goes on to the end and gets its code; the second never sees it
     while first.radio:
-        first.radio[0].set_value("A")
-        first.button[0].click()
-        first.run()
+        _choose(first, "A")
     code = first.code[0].value
     late = _app("boundpid")
     assert _refused(late) and code not in _page_text(late)
@@ -115,9 +114,7 @@ def test_prolific_session_id_continues_the_same_submission(study):
 def test_release_lets_a_new_browser_continue(study, capsys, tmp_path):
     url, _key, _manifest, engine = study
     lost = _consent(_app("lostbrowser"))
-    lost.radio[0].set_value("A")
-    lost.button[0].click()
-    lost.run()
+    _choose(lost, "A")
     trial = _current_trial_id(lost)
     assert _refused(_app("lostbrowser"))
 
@@ -318,9 +315,7 @@ def _table_info(path) -> dict[str, list]:
 def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
     url, _key, _manifest, _engine = study
     at = _consent(_app("oldtimer"))
-    at.radio[0].set_value("A")
-    at.button[0].click()
-    at.run()
+    _choose(at, "A")
     trial = _current_trial_id(at)
     db.dispose_engines()
     path = db.database_path(url)
