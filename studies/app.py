@@ -31,7 +31,6 @@ button per class. The classifier's decision on a test image is the answer key an
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import secrets
@@ -45,7 +44,7 @@ if __package__ in (None, ""):  # `streamlit run studies/app.py` puts studies/ on
 import streamlit as st
 
 from studies import db
-from studies.design import forward_material, forward_trials, plan_trials
+from studies.design import participant_seed, plan_trials
 from studies.manifest import asset_paths, load_manifest
 from studies.text import (
     COMPREHENSION,
@@ -117,10 +116,6 @@ def read_config(argv: list[str] | None = None) -> Config:
                   return_url=return_url)
 
 
-def participant_seed(study_id: str, pid: str) -> int:
-    return int(hashlib.sha256(f"{study_id}\0{pid}".encode()).hexdigest()[:15], 16)
-
-
 @st.cache_resource(show_spinner=False)
 def _engine(url: str):
     """One Engine per database URL (the URL is the cache key, so tests on different files never share one).
@@ -168,7 +163,9 @@ def _on_consent(url: str, study_id: str, pid: str, part: str, token: str, platfo
         participant = db.get_participant(engine, participant_id)
         items, key = db.study_items(engine, study_id)
         if participant["part"] == "forward":
-            plan = _forward_plan(engine, study_id, participant_id, participant["seed"], items, key)
+            from studies.forward import forward_participant_plan  # scipy: Part 3 only
+
+            plan = forward_participant_plan(engine, study_id, participant_id, participant["seed"], items, key)
         else:
             plan = plan_trials(items, participant["part"], participant["seed"],
                                key if participant["part"] == "coherence" else None)
@@ -177,22 +174,6 @@ def _on_consent(url: str, study_id: str, pid: str, part: str, token: str, platfo
     except UserError as err:
         db.log_event(engine, "consent_error", None, {"pid": pid, "error": str(err)})
         _flash("error", "The study could not be started. Please contact the researchers.")
-
-
-def _forward_plan(engine, study_id: str, participant_id: int, seed: int, items: list[dict],
-                  key: dict[str, str]) -> list[dict]:
-    """A Part 3 participant's stored trials: the group of its arrival order (balanced in permuted blocks seeded by
-    the study, so the next group cannot be guessed from a link), then ``forward.plan_forward_trials``."""
-    from studies.forward import DEFAULT_TEST_TRIALS, assign_group, plan_forward_trials  # scipy: Part 3 only
-
-    images, screens, groups = forward_material(items, key)
-    group = assign_group(db.forward_index(engine, participant_id), groups, seed=participant_seed(study_id, ""))
-    per_class: dict[str, int] = {}
-    for image in images:
-        per_class[image["classifier_decision"]] = per_class.get(image["classifier_decision"], 0) + 1
-    # as many test trials as the materials allow with the classes balanced, at most the design's number
-    n_trials = min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values()))
-    return forward_trials(plan_forward_trials(images, group, seed, screens, n_trials))
 
 
 def _on_start(pid: str) -> None:

@@ -12,6 +12,7 @@ The returned dicts are what `studies.db.add_trials` stores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -84,6 +85,12 @@ def plan_trials(items: Sequence[dict], part: str, seed: int, answer_key: dict[st
 RANDOM_BASELINE = "random"
 """The method key of the random-attribute baseline: in Part 3 it is what the control group learns from, when the
 materials have it, rather than a group of its own (DESIGN.md section 8: the control sees none, or random ones)."""
+
+
+def participant_seed(study_id: str, pid: str) -> int:
+    """The seed of a participant's plan, from the study and the participant id: a reload, a second browser or a
+    simulated participant with the same id gets the same plan. ``pid=""`` seeds the study's Part 3 group order."""
+    return int(hashlib.sha256(f"{study_id}\0{pid}".encode()).hexdigest()[:15], 16)
 
 
 def forward_material(items: Sequence[dict], answer_key: dict[str, str]) -> tuple[list[dict], dict, list[str]]:

@@ -31,7 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from sqlalchemy import Engine
 
+from studies import db
+from studies.design import forward_material, forward_trials, participant_seed
 from studies.simulate import change_signature, gif_frames
 from stylex.errors import UserError
 
@@ -42,6 +45,7 @@ __all__ = [
     "ForwardObserver",
     "assign_group",
     "check_forward_responses",
+    "forward_participant_plan",
     "plan_forward_trials",
     "planted_forward_responses",
     "responses_frame",
@@ -184,6 +188,22 @@ def plan_forward_trials(images: Sequence[Mapping], group: str, seed: int,
                         f"{group!r}; the test phase must show new images")
     test = _balanced_test_trials(pool, n_trials, random.Random(f"forward-test:{seed}"))
     return {"group": group, "classes": sorted(classes), "learning": screens, "test": test}
+
+
+def forward_participant_plan(engine: Engine, study_id: str, participant_id: int, seed: int, items: Sequence[dict],
+                             answer_key: Mapping[str, str]) -> list[dict]:
+    """The trials to store for a Part 3 participant who just consented (the app and the simulated participants call
+    this, so both get the same plan): the group of its arrival order (:func:`assign_group` over
+    ``db.forward_index``, balanced in permuted blocks seeded by the study, so the next group cannot be guessed from a
+    link), then :func:`plan_forward_trials` with as many balanced test trials as the materials allow, at most
+    :data:`DEFAULT_TEST_TRIALS`. ``items`` and ``answer_key`` are ``db.study_items``'s."""
+    images, screens, groups = forward_material(items, dict(answer_key))
+    group = assign_group(db.forward_index(engine, participant_id), groups, seed=participant_seed(study_id, ""))
+    per_class: dict[str, int] = {}
+    for image in images:
+        per_class[image["classifier_decision"]] = per_class.get(image["classifier_decision"], 0) + 1
+    n_trials = min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values()))
+    return forward_trials(plan_forward_trials(images, group, seed, screens, n_trials))
 
 
 # ------------------------------------------------------------------------------------------------- response format

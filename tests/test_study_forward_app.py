@@ -24,7 +24,7 @@ from test_study_app import (
 )
 
 from studies import db
-from studies.app import participant_seed
+from studies.design import participant_seed
 from studies.forward import CONTROL, RESPONSE_COLUMNS, assign_group
 from studies.forward_analysis import forward_accuracy
 from studies.manifest import load_study
