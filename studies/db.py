@@ -26,7 +26,7 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -129,8 +129,6 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
     with session_scope(engine) as session:
         if session.get(Study, study_id) is None:
             raise UserError(f"unknown study {study_id!r}; build the materials and register the study first")
-        if part == "forward":
-            _check_forward_schema(session, engine)
         session.execute(
             sqlite_insert(Participant)
             .values(study_id=study_id, external_pid=external_pid, part=part, status="consented", seed=int(seed),
@@ -140,15 +138,6 @@ def get_or_create_participant(engine: Engine, study_id: str, external_pid: str, 
         return session.execute(
             select(Participant.id).where(Participant.study_id == study_id, Participant.external_pid == external_pid)
         ).scalar_one()
-
-
-def _check_forward_schema(session: Session, engine: Engine) -> None:
-    """An upgrade only appends columns (tables.ADDED_COLUMNS): a file made before schema version 3 keeps the CHECKs
-    that allow Parts 1-2 only (SQLite cannot alter a CHECK in place), so Part 3 needs a file made by this code."""
-    if "'forward'" not in session.execute(text(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'participant'")).scalar_one():
-        raise UserError(f"{database_path(engine.url)} was made before Part 3 existed (schema version < 3): run "
-                        "Part 3 on a database made by this code (stylex study build)")
 
 
 def forward_index(engine: Engine, participant_id: int) -> int:
@@ -407,8 +396,6 @@ def add_items(engine: Engine, study_id: str, items: list[dict], answer_key: dict
     with session_scope(engine) as session:
         if session.get(Study, study_id) is None:
             raise UserError(f"unknown study {study_id!r}; register it (add_study) before its items")
-        if any(row["part"] == 3 for row in rows):
-            _check_forward_schema(session, engine)
         used = {a for row in rows for a in json.loads(row["assets"])}
         known = set(session.execute(select(Asset.asset_id).where(Asset.study_id == study_id,
                                                                  Asset.asset_id.in_(used))).scalars())

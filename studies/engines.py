@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from studies.tables import ADDED_COLUMNS, SCHEMA_VERSION, Base, SchemaVersion
+from studies.tables import ADDED_COLUMNS, REBUILT_TABLES, SCHEMA_VERSION, Base, SchemaVersion
 from stylex.errors import UserError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -135,7 +135,7 @@ def version_mismatch(path: str | os.PathLike | None, versions: list[int]) -> str
     if len(versions) == 1 and versions[0] in UPGRADABLE:
         url = f"sqlite:///{Path(str(path)).resolve()}"
         return (f"{path} has schema version {versions[0]}, this code expects {SCHEMA_VERSION}; upgrade it in place "
-                f"(it only adds columns, every row is kept; stop the app first): stylex study upgrade --db {url}")
+                f"(every row is kept; stop the app first): stylex study upgrade --db {url}")
     return (f"{path} has schema version {versions}, this code expects {SCHEMA_VERSION}; use the code that wrote it "
             "(export it and start a new database to move on)")
 
@@ -149,30 +149,73 @@ def upgrade_schema(url: str | URL) -> int:
     """Bring an existing study database of an older schema version to ``SCHEMA_VERSION`` in place; returns the
     version it had. Never creates a database, and refuses a file that is no study database or of an unknown version.
 
-    Each step appends the columns ``tables.ADDED_COLUMNS`` names, with the DDL a fresh database gets (so an upgraded
-    file has the same tables as a new one), and every step runs in one IMMEDIATE transaction with the version update:
-    SQLite's DDL is transactional, so a failure leaves the file as it was, and ADD COLUMN keeps every row."""
+    Each step appends the columns ``tables.ADDED_COLUMNS`` names, with the DDL a fresh database gets; then the tables
+    whose constraints a step changed (``tables.REBUILT_TABLES``) are rebuilt with this code's definition, SQLite's
+    documented way to change what ALTER TABLE cannot: create the new table, copy every row, drop the old one, rename
+    the new one, recreate its indexes. Foreign keys are switched off during the rebuild (a dropped table is referenced
+    by others) and checked over the whole file before the commit. Everything, the version update included, runs in
+    one IMMEDIATE transaction: SQLite's DDL is transactional, so any failure leaves the file as it was."""
     path = check_database_file(url)
     engine = make_engine(url)
+    raw = engine.raw_connection()
+    conn = raw.driver_connection  # autocommit sqlite3 connection (make_engine): the transaction is opened here
     try:
-        with engine.begin() as conn:
-            if not _has_tables(conn):
-                raise UserError(f"{path} is not a study database (no schema_version table)")
-            versions = conn.execute(select(SchemaVersion.version)).scalars().all()
-            if versions == [SCHEMA_VERSION]:
-                return SCHEMA_VERSION
-            if len(versions) != 1 or versions[0] not in UPGRADABLE:
-                raise UserError(version_mismatch(path, versions))
-            for version in range(versions[0] + 1, SCHEMA_VERSION + 1):
-                for table_name, columns in ADDED_COLUMNS.get(version, {}).items():
-                    table = Base.metadata.tables[table_name]
-                    for name in columns:
-                        ddl = CreateColumn(table.c[name]).compile(dialect=engine.dialect)
-                        conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
-            conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
-            return versions[0]
+        conn.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction, so before BEGIN
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = _upgrade(conn, path, engine.dialect)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return before
     finally:
+        raw.close()
         engine.dispose()
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path, dialect: Any) -> int:
+    """The steps of :func:`upgrade_schema` inside its transaction; returns the version the file had."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone() is None:
+        raise UserError(f"{path} is not a study database (no schema_version table)")
+    versions = [version for (version,) in conn.execute("SELECT version FROM schema_version")]
+    if versions == [SCHEMA_VERSION]:
+        return SCHEMA_VERSION
+    if len(versions) != 1 or versions[0] not in UPGRADABLE:
+        raise UserError(version_mismatch(path, versions))
+    steps = range(versions[0] + 1, SCHEMA_VERSION + 1)
+    for version in steps:
+        for table_name, columns in ADDED_COLUMNS.get(version, {}).items():
+            table = Base.metadata.tables[table_name]
+            for name in columns:
+                ddl = CreateColumn(table.c[name]).compile(dialect=dialect)
+                conn.execute(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
+    # after every column is added: a rebuild copies the table's final definition
+    for table_name in sorted({name for version in steps for name in REBUILT_TABLES.get(version, ())}):
+        _rebuild_table(conn, Base.metadata.tables[table_name], dialect)
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise UserError(f"{path} holds {len(broken)} row(s) whose reference points nowhere (e.g. {table} row {rowid} "
+                        f"-> {parent}); nothing was changed. Export the study and check the file before upgrading")
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    return versions[0]
+
+
+def _rebuild_table(conn: sqlite3.Connection, table: Table, dialect: Any) -> None:
+    """Replace ``table`` in the file by one made with this code's definition, rows and their ids kept."""
+    staging = f"_upgrade_{table.name}"
+    metadata = MetaData()  # the other tables too, so the copy's foreign keys resolve when its DDL is compiled
+    for other in Base.metadata.sorted_tables:
+        if other is not table:
+            other.to_metadata(metadata)
+    conn.execute(str(CreateTable(table.to_metadata(metadata, name=staging)).compile(dialect=dialect)))
+    columns = ", ".join(column.name for column in table.columns)
+    conn.execute(f"INSERT INTO {staging} ({columns}) SELECT {columns} FROM {table.name}")
+    conn.execute(f"DROP TABLE {table.name}")
+    conn.execute(f"ALTER TABLE {staging} RENAME TO {table.name}")
+    for index in table.indexes:
+        conn.execute(str(CreateIndex(index).compile(dialect=dialect)))
 
 
 def database_path(url: str | URL) -> Path:

@@ -29,6 +29,13 @@ ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
 """{version: {table: columns that version appended}}. Only appended columns with a default or NULL, so an upgrade is
 ``ALTER TABLE ... ADD COLUMN`` and keeps every row."""
 
+REBUILT_TABLES: dict[int, tuple[str, ...]] = {
+    # version 3: Part 3 widened the CHECKs of participant.part ('forward'), trial.kind ('learn') and study_item.part (3)
+    3: ("participant", "trial", "study_item"),
+}
+"""{version: tables whose constraints that version changed}. SQLite cannot alter a constraint in place, so an upgrade
+rebuilds these tables with this code's definition and copies every row (:func:`studies.engines.upgrade_schema`)."""
+
 PARTS = ("coherence", "description", "forward")
 # "screened_out": ended early by the screening of studies/app.py (failed attention or comprehension checks).
 STATUSES = ("consented", "in_progress", "completed", "screened_out")

@@ -1,9 +1,10 @@
 """Running the study for real (issue 15): a participant id bound to its first browser session, `stylex study
 release`, the comprehension check after the instructions, screening out while running, and upgrading a database
-of schema version 1. Streamlit's AppTest on real SQLite files (the fixtures of test_study_app)."""
+of an earlier schema version. Streamlit's AppTest on real SQLite files (the fixtures of test_study_app)."""
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -24,11 +25,11 @@ from test_study_app import (
 
 from studies import db
 from studies.app import SESSION_IN_USE, TOKEN_PARAM, read_config
-from studies.tables import ADDED_COLUMNS
 from studies.text import COMPREHENSION, comprehension_mistakes, question_options
 from stylex.cli import main
 from stylex.errors import UserError
 
+DATA = Path(__file__).parent / "data"
 RETURN_URL = "https://app.prolific.com/submissions/complete?cc=SCREENOUT1"
 
 
@@ -292,16 +293,25 @@ def test_bad_screening_configuration(study, monkeypatch, capsys):
 # ------------------------------------------------------------------------------------ schema version 1 files
 
 
-def _downgrade_to_version_1(path) -> None:
-    """What a file written by the version 1 code holds: the participant table without the columns version 2
-    appended (ADDED_COLUMNS), and version 1 recorded."""
-    with sqlite3.connect(path) as conn:
-        for version in range(2, db.SCHEMA_VERSION + 1):
-            for table, columns in ADDED_COLUMNS[version].items():
-                for column in columns:
-                    conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.execute("UPDATE schema_version SET version = 1")
+def _as_old_version(path: Path, version: int) -> None:
+    """Turn the study database at ``path`` into what the code of schema ``version`` would hold: its tables exactly as
+    that code created them (tests/data/study_schema_v<version>.sql, dumped from a database it made, constraints
+    included) with every row copied over, without the columns later versions added."""
+    old = path.with_name(f"v{version}-{path.name}")
+    conn = sqlite3.connect(old)
+    conn.executescript((DATA / f"study_schema_v{version}.sql").read_text())
+    conn.execute("ATTACH DATABASE ? AS current", (str(path),))
+    tables = [name for (name,) in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table' AND "
+                                               "name != 'schema_version' ORDER BY rowid")]
+    for table in tables:  # in creation order, so every referenced row is there first
+        columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+        conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM current.{table}")
+    conn.commit()
+    conn.execute("DETACH DATABASE current")
     conn.close()
+    for side in ("-wal", "-shm"):  # the newer file's log must not be replayed onto the old one
+        path.with_name(path.name + side).unlink(missing_ok=True)
+    old.replace(path)
 
 
 def _table_info(path) -> dict[str, list]:
@@ -319,7 +329,7 @@ def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
     trial = _current_trial_id(at)
     db.dispose_engines()
     path = db.database_path(url)
-    _downgrade_to_version_1(path)
+    _as_old_version(path, 1)
     with sqlite3.connect(path) as conn:
         before = {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
                   for table in ("participant", "trial", "response", "event", "study_item")}
@@ -349,6 +359,7 @@ def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
     fresh = tmp_path / "fresh.sqlite"
     db.create_schema(db.make_engine(f"sqlite:///{fresh}"))
     assert _table_info(path) == _table_info(fresh)  # the same tables as a database made by this code
+    assert _constraints(path) == _constraints(fresh)  # with this code's CHECKs (Part 3's part, kind and item part)
     with sqlite3.connect(path) as conn:
         for table, rows in before.items():
             after = conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
@@ -362,6 +373,81 @@ def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
     back = _app("oldtimer")
     assert not back.error and _current_trial_id(back) == trial
     assert _refused(_app("oldtimer"))
+
+
+def _constraints(path) -> dict[str, list[str]]:
+    """Each table's column and constraint definitions, in any order (an added column is appended to the text)."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+    conn.close()
+    tables = {}
+    for name, sql in rows:
+        parts, depth, current = [], 0, ""
+        for char in sql[sql.index("(") + 1:sql.rindex(")")]:  # split at the commas outside parentheses
+            depth += (char == "(") - (char == ")")
+            if char == "," and depth == 0:
+                parts, current = [*parts, current], ""
+            else:
+                current += char
+        tables[name] = sorted(" ".join(part.split()) for part in [*parts, current])
+    return tables
+
+
+def test_version_2_database_runs_part3_after_upgrade(tmp_path, monkeypatch):
+    """A file made by the schema version 2 code has CHECKs that allow Parts 1-2 only (SQLite cannot alter them in
+    place); after `stylex study upgrade` it takes Part 3 materials, and a Part 3 participant goes from consent to
+    completion code. (That every row survives the rebuild is the version 1 test's.)"""
+    from test_study_forward_app import _screens, forward_study
+
+    path = tmp_path / "study.sqlite"  # where forward_study loads its materials
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "study_schema_v2.sql").read_text())
+    with pytest.raises(sqlite3.IntegrityError, match="ck_participant_part"):
+        conn.execute("INSERT INTO study VALUES ('s', 's', '2026-01-01T00:00:00+00:00', 'x')")
+        conn.execute("INSERT INTO participant (study_id, external_pid, part, status, seed, consent_at) "
+                     "VALUES ('s', 'x', 'forward', 'consented', 1, '2026-01-01T00:00:00+00:00')")
+    conn.rollback()
+    conn.close()
+    writer = db.make_engine(f"sqlite:///{path}")
+    with pytest.raises(UserError, match="schema version 2, this code expects"):
+        db.create_schema(writer)  # what loading materials into it does first
+    writer.dispose()
+
+    assert main(["study", "upgrade", "--db", f"sqlite:///{path}"]) == 0
+    manifest, _decisions, engine = forward_study(tmp_path, monkeypatch)  # Part 3 items: study_item.part 3
+    at = answer_comprehension(consent_and_read(_app("forward1", part="forward")), "forward")
+    labels, tests = _screens(at, manifest, lambda k: "classcat")
+    assert labels == ["classcat", "classdog"]  # learning screens: trial kind 'learn'
+    assert tests > 0 and db.find_participant(engine, STUDY, "forward1")["status"] == "completed"
+    assert len(db.forward_responses(engine)) == tests
+    db.dispose_engines()
+
+
+def test_upgrade_refuses_a_file_with_dangling_references_and_changes_nothing(study):
+    """The rebuild switches foreign keys off and checks them over the whole file before it commits: a trial whose
+    participant is gone (a file edited by hand) stops the upgrade, and the file's tables and rows stay as they were."""
+    url, _key, _manifest, _engine = study
+    _consent(_app("kept"))
+    db.dispose_engines()
+    path = db.database_path(url)
+    _as_old_version(path, 2)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO trial (participant_id, seq, kind, assets) VALUES (999, 0, 'main', '[]')")
+    conn.close()
+    before = _dump(path)
+    with pytest.raises(UserError, match=r"1 row\(s\) whose reference points nowhere \(e.g. trial row \d+ -> "
+                                        r"participant\); nothing was changed"):
+        db.upgrade_schema(url)
+    assert _dump(path) == before and "INSERT INTO \"schema_version\" VALUES(2);" in before
+
+
+def _dump(path) -> str:
+    """The file's schema and rows as SQL text."""
+    conn = sqlite3.connect(path)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
 
 
 def test_unknown_versions_are_refused_not_upgraded(study):
