@@ -25,7 +25,9 @@ content-hash URLs); asset file names, methods, attributes and the answer keys st
 Part 3 (``part=forward``, forward simulation): consent assigns a group by arrival order (``forward.assign_group``),
 the plan is the group's learning screens (attribute GIFs labelled with the class they push toward; none for the
 control group unless the materials have the random baseline) and then still test images, each answered with one
-button per class. The classifier's decision on a test image is the answer key and stays in the database.
+button per class. The classifier's decision on a test image is the answer key and stays in the database. A control
+participant without learning screens reads instructions and comprehension questions about the test phase only
+(``text.task_key``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from studies.design import participant_seed, plan_trials
 from studies.manifest import asset_paths, load_manifest
 from studies.text import (
     COMPREHENSION,
+    CONSENT_TASK,
     INSTRUCTIONS,
     MAX_WORDS,
     DescriptionError,
@@ -55,6 +58,7 @@ from studies.text import (
     comprehension_mistakes,
     normalize_text,
     question_options,
+    task_key,
     words,
 )
 from stylex.errors import UserError
@@ -180,16 +184,17 @@ def _on_start(pid: str) -> None:
     st.session_state[f"instructed-{pid}"] = True
 
 
-def _on_comprehension(url: str, participant_id: int, pid: str, part: str, attempt: int,
+def _on_comprehension(url: str, participant_id: int, pid: str, task: str, attempt: int,
                       max_failures: int | None) -> None:
     """Check the answers of attempt ``attempt`` (bound when the form was rendered, and in its widget keys, so a
-    double submit or an old form counts once: db.record_comprehension ignores a stale attempt)."""
+    double submit or an old form counts once: db.record_comprehension ignores a stale attempt) to the questions of
+    ``task`` (``text.task_key``)."""
     answers = {q.question_id: st.session_state.get(f"comprehension-{attempt}-{q.question_id}")
-               for q in COMPREHENSION[part]}
+               for q in COMPREHENSION[task]}
     if any(answer is None for answer in answers.values()):
         _flash("warning", "Please answer every question.")
         return
-    outcome = db.record_comprehension(_engine(url), participant_id, attempt, comprehension_mistakes(part, answers),
+    outcome = db.record_comprehension(_engine(url), participant_id, attempt, comprehension_mistakes(task, answers),
                                       max_failures)
     if outcome == "passed":
         _flash("success", "Thank you. The study starts now.")
@@ -267,7 +272,7 @@ def _consent_page(url: str, study_id: str, pid: str, part: str, token: str, plat
     st.title("Welcome")
     st.markdown(
         "You are invited to take part in a short research study about how people perceive changes in images.\n\n"
-        "- You will see short animated images and answer a simple question about each of them.\n"
+        f"- {CONSENT_TASK[part]}\n"
         "- It takes about 10-15 minutes. Taking part is voluntary and you may stop at any time.\n"
         "- We store your Prolific ID, your answers and response times, for research only. "
         "No other personal data is collected."
@@ -277,22 +282,22 @@ def _consent_page(url: str, study_id: str, pid: str, part: str, token: str, plat
               args=(url, study_id, pid, part, token, platform_session))
 
 
-def _instructions_page(part: str, pid: str) -> None:
+def _instructions_page(task: str, pid: str) -> None:
     st.title("Instructions")
-    st.markdown(INSTRUCTIONS[part] + "\n\nNext, a few questions check that the task is clear.")
+    st.markdown(INSTRUCTIONS[task] + "\n\nNext, a few questions check that the task is clear.")
     st.button("Continue", type="primary", key="begin-button", on_click=_on_start, args=(pid,))
 
 
-def _comprehension_page(config: Config, participant: dict, pid: str) -> None:
-    part, attempt = participant["part"], participant["comprehension_tries"] + 1
+def _comprehension_page(config: Config, participant: dict, pid: str, task: str) -> None:
+    attempt = participant["comprehension_tries"] + 1
     st.title("A few questions about the task")
     st.markdown("Please answer these questions about the instructions before the study starts.")
     with st.form(f"comprehension-{attempt}", clear_on_submit=False):
-        for question in COMPREHENSION[part]:
+        for question in COMPREHENSION[task]:
             st.radio(question.prompt, question_options(question, participant["seed"]), index=None,
                      key=f"comprehension-{attempt}-{question.question_id}")
         st.form_submit_button("Check my answers", type="primary", on_click=_on_comprehension,
-                              args=(config.db_url, participant["id"], pid, part, attempt,
+                              args=(config.db_url, participant["id"], pid, task, attempt,
                                     config.comprehension_failures))
 
 
@@ -472,10 +477,12 @@ def main() -> None:
     # Instructions, then the comprehension check, until it is passed; a participant whose first trial was already
     # shown (one from before the check existed) goes on with the trials.
     if trial["n_done"] == 0 and trial["shown_at"] is None and participant["comprehension_passed_at"] is None:
+        # a Part 3 plan starts with its learning screens, if it has any (a control group may have none)
+        task = task_key(part, learning_screens=trial["kind"] == "learn")
         if st.session_state.get(f"instructed-{pid}"):
-            _comprehension_page(config, participant, pid)
+            _comprehension_page(config, participant, pid, task)
         else:
-            _instructions_page(part, pid)
+            _instructions_page(task, pid)
         return
     _trial_page(config.db_url, part, trial, paths, participant["id"], config.attention_failures)
 

@@ -38,8 +38,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["COMPREHENSION", "INSTRUCTIONS", "MAX_WORDS", "DescriptionError", "Question", "check_description",
-           "comprehension_mistakes", "normalize_text", "question_options", "words"]
+__all__ = ["COMPREHENSION", "CONSENT_TASK", "INSTRUCTIONS", "MAX_WORDS", "DescriptionError", "Question",
+           "check_description", "comprehension_mistakes", "normalize_text", "question_options", "task_key", "words"]
 
 MAX_WORDS = 4
 """Part 2: a description has 1 to MAX_WORDS words (the instructions, the check question and the app's validation)."""
@@ -66,7 +66,29 @@ INSTRUCTIONS = {
         "class the classifier will say** by pressing the button of that class. We ask for the classifier's answer, "
         "not for what you think the picture really is. You do not learn whether you were right."
     ),
+    # Part 3 for a control group that sees no attributes: the same test phase, no learning phase
+    "forward_test_only": (
+        "A computer program (a *classifier*) sorts pictures into classes. You see pictures one at a time, without "
+        "any animation. For each, **predict which class the classifier will say** by pressing the button of that "
+        "class. We ask for the classifier's answer, not for what you think the picture really is. You do not learn "
+        "whether you were right."
+    ),
 }
+
+CONSENT_TASK = {
+    "coherence": "You will see short animated images and pick, on each screen, which of two options changes in "
+                 "the same way as two examples.",
+    "description": "You will see short animated images and describe in a few words the change they show.",
+    "forward": "You will see pictures and predict how a computer program sorts them; some participants first study "
+               "a few short animated images.",
+}
+"""What the consent page says the task is, per part (the group of a Part 3 participant is drawn only at consent)."""
+
+
+def task_key(part: str, learning_screens: bool = True) -> str:
+    """The key of :data:`INSTRUCTIONS` and :data:`COMPREHENSION` for a participant of ``part``: a Part 3 participant
+    without learning screens (a control group that sees no attributes) reads about the test phase only."""
+    return "forward_test_only" if part == "forward" and not learning_screens else part
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,12 @@ COMPREHENSION: dict[str, tuple[Question, ...]] = {
                  ("Yes, after every picture", "Yes, after every fifth picture")),
     ),
 }
+COMPREHENSION["forward_test_only"] = (
+    COMPREHENSION["forward"][0],
+    Question("pictures", "What do you see on each screen?", "One picture, without any animation",
+             ("Four animated images", "A picture with the classifier's answer written under it")),
+    COMPREHENSION["forward"][2],
+)
 
 
 def question_options(question: Question, seed: int) -> list[str]:
@@ -123,8 +151,8 @@ def question_options(question: Question, seed: int) -> list[str]:
 
 
 def comprehension_mistakes(part: str, answers: dict[str, str | None]) -> list[str]:
-    """The ids of the questions of ``part`` whose answer (``answers[question_id]``; None: unanswered) is not the
-    expected one; empty when every answer is."""
+    """The ids of the questions of ``part`` (a :func:`task_key`) whose answer (``answers[question_id]``; None:
+    unanswered) is not the expected one; empty when every answer is."""
     if part not in COMPREHENSION:
         raise ValueError(f"part must be one of {sorted(COMPREHENSION)}, got {part!r}")
     return [q.question_id for q in COMPREHENSION[part] if answers.get(q.question_id) != q.expected]

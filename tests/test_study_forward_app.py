@@ -28,7 +28,7 @@ from studies.design import participant_seed
 from studies.forward import CONTROL, RESPONSE_COLUMNS, assign_group
 from studies.forward_analysis import forward_accuracy
 from studies.manifest import load_study
-from studies.text import COMPREHENSION
+from studies.text import COMPREHENSION, CONSENT_TASK, INSTRUCTIONS
 from stylex.cli import main
 
 CLASSES = ("classcat", "classdog")
@@ -159,6 +159,41 @@ def test_part3_from_consent_to_analysis(study):
     assert all(row["difference"] == 0.5 for row in analysis["comparisons"])
     report = (out / "analysis.md").read_text()
     assert "## Part 3: predicting the classifier (forward simulation)" in report and "| control |" in report
+
+
+def test_control_without_learning_screens_reads_about_the_test_phase_only(tmp_path, monkeypatch):
+    """Materials without the random baseline: the control group has no learning screens, so its instructions and
+    comprehension questions speak of the test phase only; a method group still reads about both phases. The consent
+    page says what Part 3 asks before the group is drawn."""
+    folder, key, manifest, _decisions = forward_materials(tmp_path / "materials")
+    manifest["items"] = [item for item in manifest["items"] if item.get("method") != "random"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    st.cache_resource.clear()
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    engine = db.get_engine(url)
+    assert load_study(engine, folder, key, study_id=STUDY) == STUDY
+    for name, value in (("STYLEX_STUDY_DB", url), ("STYLEX_STUDY_MATERIALS", str(folder)), ("STYLEX_STUDY_ID", STUDY)):
+        monkeypatch.setenv(name, value)
+    groups = [CONTROL, *sorted(METHODS)]
+    try:
+        for index, group in enumerate(assign_group(i, groups, seed=participant_seed(STUDY, "")) for i in range(3)):
+            at = _app(f"PID_ctl{index}", part="forward")
+            assert CONSENT_TASK["forward"] in at.markdown[0].value
+            at.checkbox(key="consent-box").check()
+            at.button(key="consent-button").click()
+            at.run()
+            task = "forward_test_only" if group == CONTROL else "forward"
+            assert at.title[0].value == "Instructions" and INSTRUCTIONS[task] in at.markdown[0].value
+            assert ("Learning phase" in at.markdown[0].value) == (group != CONTROL)
+            at.button(key="begin-button").click()
+            at.run()
+            assert [r.label for r in at.radio] == [q.prompt for q in COMPREHENSION[task]]
+            at = answer_comprehension(at, task)
+            assert not at.exception and not at.error
+            labels, n_tests = _screens(at, manifest, lambda k: CLASSES[0])
+            assert labels == ([] if group == CONTROL else [CLASSES[0], CLASSES[1]]) and n_tests == 2 * N_STILLS
+    finally:
+        db.dispose_engines()
 
 
 def test_part3_in_a_browser(tmp_path):
