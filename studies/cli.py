@@ -180,12 +180,15 @@ def cmd_status(args: argparse.Namespace) -> None:
         engine.dispose()
 
 
+@_database_errors
 def cmd_plan(args: argparse.Namespace) -> None:
     from studies.plan import (
         DEFAULT_EFFECT,
+        DEFAULT_FORWARD_EFFECT,
         PLAN_NAME,
         check_plan_target,
         parse_effect,
+        parse_forward_effect,
         parse_grid,
         plan_text,
         study_design,
@@ -193,14 +196,18 @@ def cmd_plan(args: argparse.Namespace) -> None:
     )
 
     effects = [parse_effect(text) for text in (args.effect or [DEFAULT_EFFECT])]
+    forward_effects = [parse_forward_effect(text) for text in (args.forward_effect or [DEFAULT_FORWARD_EFFECT])]
     grid = parse_grid(args.grid)
-    design = study_design(args.materials, args.study)
+    design = study_design(args.materials, args.study, args.db)
     out = args.out if args.out is not None else args.materials / PLAN_NAME
     check_plan_target(out, args.force)  # before the power analysis, which takes a while
     print(f"power analysis: {len(grid)} x {args.sims} simulated studies per effect, each analysed with the GEE",
           flush=True)
-    record = write_plan(plan_text(design, out, effects, grid, args.sims, args.seed, args.target_power), out,
-                        force=args.force)
+    if design.forward is not None:
+        print(f"Part 3 power analysis: {len(grid)} x {args.sims} simulated studies per --forward-effect, each "
+              "analysed with the GEE", flush=True)
+    record = write_plan(plan_text(design, out, effects, grid, args.sims, args.seed, args.target_power,
+                                  forward_effects=forward_effects), out, force=args.force)
     print(f"wrote {record.path}")
     print(f"plan SHA-256: {record.sha256}")
 
@@ -300,9 +307,15 @@ def add_study_commands(commands) -> None:
     plan.add_argument("--effect", action="append", metavar="ACC,REF_ACC",
                       help="accuracy of the compared method, then of the reference, to detect (repeatable; "
                            "default 0.8,0.6)")
+    plan.add_argument("--forward-effect", action="append", metavar="ACC,CONTROL_ACC",
+                      help="Part 3: accuracy of predicting the classifier in a method group, then in control, to "
+                           "detect (repeatable; default 0.8,0.6; used when the materials have Part 3)")
+    plan.add_argument("--db", help="study database URL (read-only): the classes of Part 3's test images, needed "
+                                   "when the materials have Part 3")
     plan.add_argument("--out", type=Path, help="plan file (default: MATERIALS/preregistration.md)")
     plan.add_argument("--study", help="the study's id in its database (default: the manifest's)")
-    plan.add_argument("--grid", default="10,20,40,80", help="participant numbers to simulate (comma-separated)")
+    plan.add_argument("--grid", default="10,20,40,80",
+                      help="participant numbers to simulate (comma-separated; Part 3: per group)")
     plan.add_argument("--sims", type=int, default=200, help="simulated studies per number of participants")
     plan.add_argument("--target-power", type=float, default=0.8)
     plan.add_argument("--seed", type=int, default=0)
