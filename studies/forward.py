@@ -16,7 +16,8 @@ What this module gives the app and the analysis:
 * The response format (:data:`RESPONSE_COLUMNS`, :func:`score_trial`, :func:`responses_frame`,
   :func:`check_forward_responses`): the tidy per-trial rows the app stores and the analysis reads.
 * Simulated participants: :func:`planted_forward_responses` (planted accuracies, for the analysis and power) and
-  :class:`ForwardObserver` / :func:`run_forward_participants` (a participant that learns from the GIF pixels).
+  :class:`ForwardObserver` / :func:`run_forward_participants` (a participant that learns from the GIF pixels), and
+  :func:`run_forward_study_participants` (the same observers through the study database, like the app, for pilots).
 
 Imports no torch.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "planted_forward_responses",
     "responses_frame",
     "run_forward_participants",
+    "run_forward_study_participants",
     "score_trial",
 ]
 
@@ -424,3 +426,94 @@ def run_forward_participants(images: Sequence[Mapping], learning_screens: Mappin
                                                                                        plan["classes"])))
     return responses_frame(rows)
 
+
+# ------------------------------------------------------------------------------------ participants through the DB
+
+
+def _learning_screens_seen(engine: Engine, participant_id: int) -> dict[int, dict]:
+    """{trial id: screen} of the learning screens a participant was already shown, in plan order: what a returning
+    participant remembers. Their own plan's rows only, and only what the page showed (``assets``, ``target_class``)."""
+    import json
+
+    from sqlalchemy import select
+
+    with db.session_scope(engine) as session:
+        rows = session.execute(
+            select(db.Trial.id, db.Trial.assets, db.Trial.target_class)
+            .where(db.Trial.participant_id == participant_id, db.Trial.kind == "learn", db.Trial.shown_at.is_not(None))
+            .order_by(db.Trial.seq)).all()
+    return {row.id: {"assets": json.loads(row.assets), "target_class": row.target_class} for row in rows}
+
+
+def run_forward_study_participants(engine: Engine, study_id: str, n: int, load_asset: Callable[[str], bytes], *,
+                                   noise: float = 0.0, seed: int = 0, stop_after: int | None = None) -> list[int]:
+    """Run ``n`` simulated Part 3 participants through the study database, with the app's calls in the app's order
+    (``studies.app``: ``_on_consent``, the instructions and comprehension check, ``_forward_screen``, the debrief);
+    return their participant ids. For pilots: plan, storage, status, export and analysis all see them like people.
+
+    Participant ``k`` has the external pid ``sim-<seed>-<k:04d>`` (another ``seed`` adds new people to the same
+    study; an existing pid resumes at its first unanswered screen, and a finished one is left as it is). Consent:
+    ``db.get_or_create_participant`` with ``design.participant_seed(study_id, pid)``, the group and plan from
+    :func:`forward_participant_plan` (arrival order, so groups stay balanced in permuted blocks) over
+    ``db.study_items``, ``db.add_trials`` (a "consent" event when this call stored the plan). Then a first-try pass
+    of the comprehension check (``db.record_comprehension``), and screen by screen ``db.next_trial``,
+    ``db.mark_shown`` and ``db.record_prediction``: ``None`` ("Continue") on a learning screen, on a test trial the
+    class a :class:`ForwardObserver` (``noise``, seeded with the participant's seed) predicts among
+    ``db.forward_classes``. Last, ``db.finish`` (code ``SIM-<participant id>``) and a "completed" event.
+
+    The observer sees only what the pages show: the learning screens' GIFs (``load_asset``: asset id -> bytes, e.g.
+    from ``studies.manifest.asset_paths``) with their ``target_class`` as ``next_trial`` serves them, the test
+    image and the class buttons; the answer key stays in the database. A participant who resumes after the learning
+    screens remembers the ones they were shown before. ``stop_after``: each participant answers at most this many
+    screens in this call and then leaves without finishing (a dropout; a later call resumes them).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UserError(f"n must be an integer >= 0, got {n!r}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 0):
+        raise UserError(f"stop_after must be None or an integer >= 0, got {stop_after!r}")
+    if noise < 0:
+        raise UserError(f"noise must be >= 0, got {noise}")
+    items, answer_key = db.study_items(engine, study_id)
+    ids = []
+    for k in range(n):
+        pid = f"sim-{seed}-{k:04d}"
+        participant = db.find_participant(engine, study_id, pid)
+        if participant is None:  # the consent page, then _on_consent
+            participant_id = db.get_or_create_participant(engine, study_id, pid, "forward",
+                                                          participant_seed(study_id, pid))
+            participant = db.get_participant(engine, participant_id)
+        participant_id = participant["id"]
+        if participant["part"] != "forward":
+            raise UserError(f"participant {pid!r} of study {study_id!r} takes part in {participant['part']!r}, not "
+                            "Part 3; simulate Part 3 with another seed")
+        ids.append(participant_id)
+        if participant["status"] in ("completed", "screened_out"):
+            continue
+        if not db.count_trials(engine, participant_id):
+            plan = forward_participant_plan(engine, study_id, participant_id, participant["seed"], items, answer_key)
+            if db.add_trials(engine, participant_id, plan):
+                db.log_event(engine, "consent", participant_id, {"part": "forward", "trials": len(plan)})
+        trial = db.next_trial(engine, participant_id)
+        if trial is not None and trial["n_done"] == 0 and trial["shown_at"] is None \
+                and participant["comprehension_passed_at"] is None:  # the app asks before the first screen
+            db.record_comprehension(engine, participant_id, participant["comprehension_tries"] + 1, [], None)
+        observer = ForwardObserver(load_asset, noise=noise, seed=participant["seed"])
+        screens = _learning_screens_seen(engine, participant_id)  # none for a new participant
+        learnt, answered = False, 0
+        while trial is not None and (stop_after is None or answered < stop_after):
+            db.mark_shown(engine, trial["trial_id"])
+            if trial["kind"] == "learn":
+                screens[trial["trial_id"]] = {"assets": list(trial["assets"]), "target_class": trial["target_class"]}
+                db.record_prediction(engine, trial["trial_id"], None)  # "Continue"
+            else:
+                if not learnt:  # the learning phase is over: what the participant takes into the test
+                    observer.learn(list(screens.values()))
+                    learnt = True
+                classes = db.forward_classes(engine, participant_id)  # the class buttons
+                db.record_prediction(engine, trial["trial_id"], observer.predict(trial["assets"][0], classes))
+            answered += 1
+            trial = db.next_trial(engine, participant_id)
+        if trial is None:
+            db.finish(engine, participant_id, lambda participant_id=participant_id: f"SIM-{participant_id:06d}")
+            db.log_event(engine, "completed", participant_id)
+    return ids

@@ -2,9 +2,11 @@
 
 What an operator needs while participants come in: how many started, finished or were screened out in each part
 and for each method; whether the methods stay balanced among completed plans (main trials per method, and the
-fewest judgements any attribute has so far); how many attention and comprehension checks failed; and how long the
-screens take (medians, from what the database stores: ``trial.shown_at`` and the response's ``rt_ms``, the
-participant's ``consent_at`` and ``completed_at``).
+fewest judgements any attribute has so far); for Part 3 (forward simulation), the same per between-subject group
+(control or a method, assigned by arrival order) and whether the groups stay balanced among completed
+participants; how many attention and comprehension checks failed; and how long the screens take (medians, from
+what the database stores: ``trial.shown_at`` and the response's ``rt_ms``, the participant's ``consent_at`` and
+``completed_at``).
 
 Counting (:func:`count_status`) is a pure function of three frames, so it is tested on its own; reading
 (:func:`read_status`) is one read-only transaction on the database; formatting (:func:`format_status`) turns the
@@ -28,6 +30,7 @@ Imports no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,6 +53,14 @@ EVENT_COLUMNS = ["participant_id", "kind", "reason"]
 #: comprehension check), and consent until the completion code.
 INSTRUCTIONS_SCREEN = "instructions (consent to first trial)"
 SESSION_SCREEN = "whole session (completed)"
+#: Part 3's screens: the group's learning screens (kind "learn", answered with Continue) and its test trials.
+LEARNING_SCREEN = "learning screen"
+TEST_SCREEN = "test trial"
+FORWARD = "forward"
+
+GROUP_COLUMNS = ["group", "participants", "started", "completed", "screened_out", "learning_answered", "tests_shown",
+                 "tests_answered"]
+GROUP_BALANCE_COLUMNS = ["group", "participants", "share", "tests", "min_per_participant", "max_per_participant"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +71,28 @@ class StudyStatus:
     * ``participants`` (per part): ``participants`` (everyone who consented), ``started`` (was shown at least one
       trial), then one column per participant status (``tables.STATUSES``; ``consented`` = has not been shown a
       trial yet).
-    * ``methods`` (per part and method, main trials): participants who ``started`` (were shown a trial of the
-      method), ``completed`` and ``screened_out`` among them, ``trials_shown`` and ``trials_answered``.
-    * ``balance`` (per part and method, answered main trials of *completed* participants): ``participants``,
-      ``trials``, ``share`` of the part's trials, ``min_per_participant`` / ``max_per_participant``,
-      ``attributes`` (distinct domain x attribute) and ``fewest_per_attribute`` (judgements of the least-seen one).
+    * ``methods`` (per part and method, main trials of Parts 1-2): participants who ``started`` (were shown a trial
+      of the method), ``completed`` and ``screened_out`` among them, ``trials_shown`` and ``trials_answered``.
+    * ``balance`` (per part and method of Parts 1-2, answered main trials of *completed* participants):
+      ``participants``, ``trials``, ``share`` of the part's trials, ``min_per_participant`` /
+      ``max_per_participant``, ``attributes`` (distinct domain x attribute) and ``fewest_per_attribute``
+      (judgements of the least-seen one).
+    * ``groups`` (per Part 3 group, control first; ``GROUP_COLUMNS``): ``participants`` (consented and given a
+      plan of the group: the group is fixed at consent), ``started`` (shown a screen), ``completed`` and
+      ``screened_out`` among the participants (a Part 3 participant is screened out by the comprehension check,
+      before any screen), ``learning_answered`` (learning screens acknowledged), ``tests_shown`` and
+      ``tests_answered`` (test trials).
+    * ``group_balance`` (per Part 3 group, *completed* participants; ``GROUP_BALANCE_COLUMNS``): ``participants``,
+      their ``share`` of the completed Part 3 participants, ``tests`` (answered test trials) and
+      ``min_per_participant`` / ``max_per_participant``.
     * ``failures`` (per part): attention checks answered and failed, participants with a failed check, failed
       comprehension tries and the participants behind them, ``comprehension_tries`` (the sum of
       ``participants.comprehension_tries``: attempts, passing ones included; <NA> when no participant has a value,
       as in a database that predates that column), and screenings by reason
       (``screened_out_without_reason``: status screened_out with no ``screened_out`` event naming a reason).
     * ``timing`` (per part and screen): ``n`` and ``median_seconds`` of answered practice, main and attention
-      trials, of the instructions (consent to first trial shown) and of whole completed sessions.
+      trials (Part 3: learning screens and test trials), of the instructions (consent to first trial shown) and of
+      whole completed sessions.
     """
 
     study_id: str
@@ -80,6 +101,9 @@ class StudyStatus:
     balance: pd.DataFrame
     failures: pd.DataFrame
     timing: pd.DataFrame
+    groups: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=GROUP_COLUMNS))
+    group_balance: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=GROUP_BALANCE_COLUMNS))
     read_at: datetime | None = None
     database: str | None = None
 
@@ -133,6 +157,45 @@ def _balance(main: pd.DataFrame) -> pd.DataFrame:
                                        "max_per_participant", "attributes", "fewest_per_attribute"])
 
 
+def _group_order(groups) -> list[str]:
+    from studies.forward import CONTROL  # here: studies.forward loads scipy, which Parts 1-2 do not need
+
+    groups = set(groups)
+    return [*([CONTROL] if CONTROL in groups else []), *sorted(groups - {CONTROL})]
+
+
+def _group_counts(forward: pd.DataFrame) -> pd.DataFrame:
+    """Part 3 per group; ``forward`` holds the trials of Part 3 participants (``method`` is the group)."""
+    rows = []
+    for group in _group_order(forward["method"].dropna()):
+        mine = forward[forward["method"] == group]
+        status_of = mine.drop_duplicates("participant_id").set_index("participant_id")["status"]
+        learn, test = mine[mine["kind"] == "learn"], mine[mine["kind"] == "main"]
+        rows.append({"group": group, "participants": len(status_of),
+                     "started": int(mine.loc[mine["shown_at"].notna(), "participant_id"].nunique()),
+                     "completed": int((status_of == "completed").sum()),
+                     "screened_out": int((status_of == "screened_out").sum()),
+                     "learning_answered": int(learn["answered"].sum()),
+                     "tests_shown": int(test["shown_at"].notna().sum()), "tests_answered": int(test["answered"].sum())})
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def _group_balance(forward: pd.DataFrame) -> pd.DataFrame:
+    """Part 3 per group among completed participants (answered test trials)."""
+    done = forward[(forward["status"] == "completed") & forward["method"].notna()]
+    n_completed = done["participant_id"].nunique()
+    rows = []
+    for group in _group_order(done["method"]):
+        mine = done[done["method"] == group]
+        per_participant = mine[(mine["kind"] == "main") & mine["answered"]].groupby("participant_id").size()
+        per_participant = per_participant.reindex(mine["participant_id"].unique(), fill_value=0)
+        rows.append({"group": group, "participants": len(per_participant),
+                     "share": len(per_participant) / n_completed, "tests": int(per_participant.sum()),
+                     "min_per_participant": int(per_participant.min()),
+                     "max_per_participant": int(per_participant.max())})
+    return pd.DataFrame(rows, columns=GROUP_BALANCE_COLUMNS)
+
+
 def _failures(participants: pd.DataFrame, trials: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     part_of = participants.set_index("participant_id")["part"]
     events = events.assign(part=events["participant_id"].map(part_of))
@@ -180,9 +243,10 @@ def _timing(participants: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     for part in PARTS:
         in_part = set(people.index[people["part"] == part])
         samples = {INSTRUCTIONS_SCREEN: instructions[instructions.index.isin(in_part)]}
-        for kind in ("practice", "main", "attention"):
-            samples[f"{kind} trial"] = answered.loc[(answered["part"] == part) & (answered["kind"] == kind),
-                                                    "seconds"]
+        screens = ([(LEARNING_SCREEN, "learn"), (TEST_SCREEN, "main")] if part == FORWARD else
+                   [(f"{kind} trial", kind) for kind in ("practice", "main", "attention")])
+        for screen, kind in screens:
+            samples[screen] = answered.loc[(answered["part"] == part) & (answered["kind"] == kind), "seconds"]
         samples[SESSION_SCREEN] = session_seconds[session_seconds.index.isin(in_part)]
         for screen, values in samples.items():
             values = values.dropna()
@@ -204,10 +268,13 @@ def count_status(study_id: str, participants: pd.DataFrame, trials: pd.DataFrame
                             "read_status_frames")
     trials = trials.merge(participants[["participant_id", "part", "status"]], on="participant_id", how="left")
     trials["answered"] = trials["submitted_at"].notna()
-    main = trials[(trials["kind"] == "main") & trials["method"].notna()]
+    # Part 3's groups are between-subject conditions, not methods every participant judges: counted apart
+    main = trials[(trials["kind"] == "main") & trials["method"].notna() & (trials["part"] != FORWARD)]
+    forward = trials[trials["part"] == FORWARD]
     return StudyStatus(study_id=study_id, participants=_participant_counts(participants, trials),
                        methods=_method_counts(main), balance=_balance(main),
                        failures=_failures(participants, trials, events), timing=_timing(participants, trials),
+                       groups=_group_counts(forward), group_balance=_group_balance(forward),
                        read_at=read_at, database=database)
 
 
@@ -309,6 +376,12 @@ def format_status(status: StudyStatus) -> str:
         "Balance among completed plans (answered main trials)\n"
         + _text_table(status.balance, {"share": ".3f"})
         + "\n  fewest_per_attribute: judgements of the method's least-seen attribute",
+        "Part 3 groups (assigned at consent, by arrival order)\n" + _text_table(status.groups)
+        + "\n  participants: consented with a plan of the group; started: was shown a screen; learning_answered:"
+          "\n  learning screens acknowledged; tests_shown / tests_answered: test trials",
+        "Part 3 balance among completed participants (answered test trials)\n"
+        + _text_table(status.group_balance, {"share": ".3f"})
+        + "\n  share: of the completed Part 3 participants",
         "Checks failed\n" + _text_table(status.failures.set_index("part").T.rename_axis("").reset_index())
         + "\n  comprehension_failures: comprehension_failed events (one per failed try); comprehension_tries: "
           "attempts,\n  passing ones included (n/a: a database from before the comprehension check)",

@@ -282,3 +282,154 @@ def test_count_status_by_hand():
     assert timing[status.SESSION_SCREEN] == 100.0 and pd.isna(timing["practice trial"])
     with pytest.raises(UserError, match="lack the column"):
         status.count_status("s", participants.drop(columns="status"), trials, events)
+
+
+# ------------------------------------------------------------------------------------- Parts 1, 2 and 3 together
+
+
+def build_mixed_study(folder):
+    """A study with all three parts, on the app's Part 3 test materials (test_study_forward_app): Part 1, two
+    simulated participants who complete (practice, 4 main trials, 1 attention check each); Part 2, one (4
+    descriptions); Part 3, six simulated participants who complete (two complete blocks: two per group, each 2
+    learning screens and 8 test trials), then three more arrivals (one block: one per group) driven through the
+    app's db calls: one who stopped midway (both learning screens and 3 test trials answered, the 4th on screen),
+    one screened out by the comprehension check (two failed tries) and one who consented and saw nothing yet.
+    Returns (engine, {role: group} of the last three)."""
+    from test_study_app import STUDY as FORWARD_STUDY
+    from test_study_forward_app import forward_study
+
+    from studies.design import participant_seed
+    from studies.forward import forward_participant_plan, run_forward_study_participants
+    from studies.manifest import asset_paths
+
+    with pytest.MonkeyPatch.context() as monkeypatch:  # forward_study also configures the app: not needed here
+        _manifest, _decisions, engine = forward_study(folder, monkeypatch)
+    paths = asset_paths(folder / "materials")
+
+    def load(asset_id: str) -> bytes:
+        return paths[asset_id].read_bytes()
+
+    items, key = db.study_items(engine, FORWARD_STUDY)
+    simulate.run_participants(engine, FORWARD_STUDY, items, key, "coherence", 2,
+                              lambda seed: simulate.Observer(load, seed=seed), seed=1)
+    simulate.run_participants(engine, FORWARD_STUDY, items, None, "description", 1,
+                              lambda seed: simulate.Observer(load, seed=seed), seed=2)
+    run_forward_study_participants(engine, FORWARD_STUDY, 6, load, seed=3)
+
+    groups = {}
+    for role in ("partial", "screened", "waiting"):  # _on_consent, as the app does it
+        pid = f"fwd-{role}"
+        participant_id = db.get_or_create_participant(engine, FORWARD_STUDY, pid, "forward",
+                                                      participant_seed(FORWARD_STUDY, pid))
+        plan = forward_participant_plan(engine, FORWARD_STUDY, participant_id,
+                                        db.get_participant(engine, participant_id)["seed"], items, key)
+        assert db.add_trials(engine, participant_id, plan)
+        groups[role] = plan[0]["method"]
+        if role == "partial":
+            assert db.record_comprehension(engine, participant_id, 1, [], max_failures=2) == "passed"
+            for _ in range(2 + 3):  # the learning screens ("Continue"), then three test trials
+                trial = db.next_trial(engine, participant_id)
+                db.mark_shown(engine, trial["trial_id"])
+                db.record_prediction(engine, trial["trial_id"], None if trial["kind"] == "learn" else
+                                     db.forward_classes(engine, participant_id)[0])
+            assert db.mark_shown(engine, db.next_trial(engine, participant_id)["trial_id"])  # left on screen
+        elif role == "screened":
+            assert db.record_comprehension(engine, participant_id, 1, ["q1"], max_failures=2) == "failed"
+            assert db.record_comprehension(engine, participant_id, 2, ["q1"], max_failures=2) == "screened_out"
+    return engine, groups
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    yield build_mixed_study(tmp_path_factory.mktemp("mixed"))
+    db.dispose_engines()
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_status_of_a_study_with_all_three_parts(mixed):
+    from test_study_app import METHODS as APP_METHODS
+    from test_study_app import STUDY as FORWARD_STUDY
+
+    engine, odd = mixed
+    result = status.read_status(engine, FORWARD_STUDY)
+    groups = ["control", *sorted(APP_METHODS)]
+    # the last three arrivals form one permuted block: one of them in each group
+    assert sorted(odd.values()) == groups
+
+    pd.testing.assert_frame_equal(result.participants, _frame([
+        {"part": "coherence", "participants": 2, "started": 2, "consented": 0, "in_progress": 0, "completed": 2,
+         "screened_out": 0},
+        {"part": "description", "participants": 1, "started": 1, "consented": 0, "in_progress": 0, "completed": 1,
+         "screened_out": 0},
+        {"part": "forward", "participants": 9, "started": 7, "consented": 1, "in_progress": 1, "completed": 6,
+         "screened_out": 1},
+    ], result.participants.columns.tolist()))
+
+    # Parts 1-2 as before; Part 3's groups are not methods and stay out of these two tables
+    pd.testing.assert_frame_equal(result.methods, _frame([
+        {"part": "coherence", "method": m, "started": 2, "completed": 2, "screened_out": 0, "trials_shown": 4,
+         "trials_answered": 4} for m in APP_METHODS] + [
+        {"part": "description", "method": m, "started": 1, "completed": 1, "screened_out": 0, "trials_shown": 2,
+         "trials_answered": 2} for m in APP_METHODS], result.methods.columns.tolist()))
+    pd.testing.assert_frame_equal(result.balance, _frame([
+        {"part": "coherence", "method": m, "participants": 2, "trials": 4, "share": 0.5, "min_per_participant": 2,
+         "max_per_participant": 2, "attributes": 2, "fewest_per_attribute": 2} for m in APP_METHODS] + [
+        {"part": "description", "method": m, "participants": 1, "trials": 2, "share": 0.5,
+         "min_per_participant": 2, "max_per_participant": 2, "attributes": 2, "fewest_per_attribute": 1}
+        for m in APP_METHODS], result.balance.columns.tolist()))
+
+    def group_row(group: str) -> dict:
+        row = {"group": group, "participants": 3, "started": 2, "completed": 2, "screened_out": 0,
+               "learning_answered": 2 * 2, "tests_shown": 2 * 8, "tests_answered": 2 * 8}
+        if group == odd["partial"]:
+            row.update(started=3, learning_answered=2 * 2 + 2, tests_shown=2 * 8 + 4, tests_answered=2 * 8 + 3)
+        if group == odd["screened"]:
+            row.update(screened_out=1)  # screened out at the comprehension check: never started
+        return row
+
+    pd.testing.assert_frame_equal(result.groups, _frame([group_row(g) for g in groups], status.GROUP_COLUMNS))
+    pd.testing.assert_frame_equal(result.group_balance, _frame([
+        {"group": g, "participants": 2, "share": 1 / 3, "tests": 16, "min_per_participant": 8,
+         "max_per_participant": 8} for g in groups], status.GROUP_BALANCE_COLUMNS))
+
+    assert _rows(result.failures, "part") == {
+        # the app's synthetic attention GIFs are arbitrary colours: both noise-free Part 1 observers miss the check
+        # (the simulation of Parts 1-2 screens nobody out and takes no comprehension check)
+        "coherence": {"attention_answered": 2, "attention_failed": 2, "participants_failed_attention": 2,
+                      "comprehension_failures": 0, "participants_failed_comprehension": 0, "comprehension_tries": 0,
+                      "screened_out_attention": 0, "screened_out_comprehension": 0, "screened_out_without_reason": 0},
+        "description": dict.fromkeys(["attention_answered", "attention_failed", "participants_failed_attention",
+                                      "comprehension_failures", "participants_failed_comprehension",
+                                      "comprehension_tries", "screened_out_attention", "screened_out_comprehension",
+                                      "screened_out_without_reason"], 0),
+        # the simulated Part 3 participants and fwd-partial pass at the first try, fwd-screened failed twice
+        "forward": {"attention_answered": 0, "attention_failed": 0, "participants_failed_attention": 0,
+                    "comprehension_failures": 2, "participants_failed_comprehension": 1,
+                    "comprehension_tries": 6 + 1 + 2, "screened_out_attention": 0, "screened_out_comprehension": 1,
+                    "screened_out_without_reason": 0},
+    }
+
+    timing = result.timing.set_index(["part", "screen"])["n"]
+    assert timing["coherence"].to_dict() == {status.INSTRUCTIONS_SCREEN: 2, "practice trial": 2, "main trial": 8,
+                                             "attention trial": 2, status.SESSION_SCREEN: 2}
+    assert timing["description"].to_dict() == {status.INSTRUCTIONS_SCREEN: 1, "practice trial": 0, "main trial": 4,
+                                               "attention trial": 0, status.SESSION_SCREEN: 1}
+    assert timing["forward"].to_dict() == {status.INSTRUCTIONS_SCREEN: 7, status.LEARNING_SCREEN: 6 * 2 + 2,
+                                           status.TEST_SCREEN: 6 * 8 + 3, status.SESSION_SCREEN: 6}
+    measured = result.timing[result.timing["n"] > 0]["median_seconds"]
+    assert measured.notna().all() and (measured >= 0).all() and (measured < 60).all()
+
+    text = status.format_status(result)
+    for pattern in (r"Part 3 groups \(assigned at consent, by arrival order\)\n\s+group\s+participants\s+started",
+                    rf"\n\s+{odd['partial']}\s+3\s+3\s+2\s+0\s+6\s+20\s+19\n",
+                    rf"\n\s+{odd['screened']}\s+3\s+2\s+2\s+1\s+4\s+16\s+16\n",
+                    r"Part 3 balance among completed participants \(answered test trials\)\n",
+                    r"\n\s+control\s+2\s+0\.333\s+16\s+8\s+8\n",
+                    r"\n\s+forward\s+learning screen\s+14\s+\d+\.\d\n", r"\n\s+forward\s+test trial\s+51\s+\d+\.\d\n",
+                    r"\n\s+coherence\s+attention trial\s+2\s+\d+\.\d\n"):
+        assert re.search(pattern, text), pattern
+    assert not re.search(r"forward\s+(practice|attention) trial", text)
+    assert not re.search(r"\n\s+forward\s+(control|methodalpha|methodbeta)\s", text)  # no Part 3 row per method
