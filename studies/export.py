@@ -96,6 +96,7 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
             .order_by(Participant.id, Trial.seq)
         ).mappings().all()
         forward = _forward_frame(conn)
+        answered_ids = set(conn.execute(select(Response.trial_id)).scalars())  # every part, learning screens too
 
     rows = []
     for r in answered:
@@ -119,7 +120,6 @@ def export_frames(engine: Engine) -> dict[str, pd.DataFrame]:
     for column in ("attr_i", "attr_j"):
         trials_frame[column] = trials_frame[column].astype("Int64")
     trials_frame["shown_at"] = pd.to_datetime(trials_frame["shown_at"], utc=True)
-    answered_ids = {r["trial_id"] for r in answered}
     trials_frame["answered"] = trials_frame["id"].isin(answered_ids).astype(bool)
 
     assets_frame = pd.DataFrame(assets, columns=[c.key for c in Asset.__table__.columns])

@@ -74,6 +74,8 @@ def test_forward_study_from_plan_to_analysis(study):
 
     responses = db.forward_responses(engine)
     assert list(responses.columns) == RESPONSE_COLUMNS and len(responses) == 6 * len(plans)
+    trials = db.export_frames(engine)["trials"]
+    assert trials["answered"].all()  # learning screens and test trials alike, in the trials export too
     for pid, plan in plans.items():
         mine = responses[responses["participant"] == pid]
         assert list(mine["trial"]) == list(range(6)) and set(mine["group"]) == {plan["group"]}
