@@ -169,8 +169,9 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
 
     Each gets ``external_pid`` ``sim-<seed>-<k>`` (so runs with other seeds add new people to the same study), a
     participant seed drawn from ``seed``, a plan from ``plan_trials(items, part, participant_seed, answer_key)``
-    stored with ``add_trials``, and then answers trial by trial exactly like the app: ``next_trial`` (which carries
-    no answer key), ``mark_shown``, ``record_choice`` / ``record_description``, and ``finish``. The observer comes
+    stored with ``add_trials`` (a "consent" event), a first-try pass of the comprehension check, and then answers trial
+    by trial exactly like the app: ``next_trial`` (which carries no answer key), ``mark_shown``, ``record_choice`` /
+    ``record_description``, and ``finish`` (a "completed" event). The observer comes
     from ``observer_factory(participant_seed)``; ``load_asset`` (asset id -> GIF bytes), when given, replaces the
     observer's own loader. A participant whose pid already exists resumes where it stopped.
     """
@@ -183,8 +184,15 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
     for k in range(n):
         participant_seed = rng.randrange(2**31)
         pid = db.get_or_create_participant(engine, study_id, f"sim-{seed}-{k:04d}", part, participant_seed)
-        stored_seed = db.get_participant(engine, pid)["seed"]
-        db.add_trials(engine, pid, plan_trials(items, part, stored_seed, answer_key if part == "coherence" else None))
+        participant = db.get_participant(engine, pid)
+        stored_seed = participant["seed"]
+        plan = plan_trials(items, part, stored_seed, answer_key if part == "coherence" else None)
+        if db.add_trials(engine, pid, plan):
+            db.log_event(engine, "consent", pid, {"part": part, "trials": len(plan)})
+        trial = db.next_trial(engine, pid)
+        if trial is not None and trial["n_done"] == 0 and trial["shown_at"] is None \
+                and participant["comprehension_passed_at"] is None:  # the app asks before the first trial
+            db.record_comprehension(engine, pid, participant["comprehension_tries"] + 1, [], None)
         observer = observer_factory(stored_seed)
         if load_asset is not None:
             observer.load_asset = load_asset
@@ -195,7 +203,9 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
             else:
                 text = observer.describe(trial["assets"])
                 db.record_description(engine, trial["trial_id"], text)  # normalised by the db layer
-        db.finish(engine, pid, lambda pid=pid: f"SIM-{pid:06d}")
+        if db.get_participant(engine, pid)["status"] != "completed":
+            db.finish(engine, pid, lambda pid=pid: f"SIM-{pid:06d}")
+            db.log_event(engine, "completed", pid)
         ids.append(pid)
     return ids
 
