@@ -232,6 +232,67 @@ def cmd_release(args: argparse.Namespace) -> None:
 
 
 @_database_errors
+def cmd_simulate(args: argparse.Namespace) -> None:
+    """Simulated participants for a pilot: observers that see only what the pages show answer through the same
+    database calls as the app, so status, export, analysis and the plan's commands can be tried before anyone is
+    paid. Refused on a study with real participants (their data must not mix with simulated ones)."""
+    from sqlalchemy import select
+
+    from studies import db
+    from studies.manifest import asset_paths
+    from studies.status import choose_study
+    from stylex.errors import UserError
+
+    if args.participants < 1:
+        raise UserError(f"--participants must be at least 1, got {args.participants}")
+    if not args.noise >= 0:
+        raise UserError(f"--noise must be >= 0 (0: a noise-free observer), got {args.noise}")
+    db.open_readonly(args.db).dispose()  # a mistyped path or a file that is no study database: refused, untouched
+    where = str(db.database_path(args.db))
+    engine = db.make_engine(args.db)
+    try:
+        study_id = choose_study(engine, args.study, where)
+        check_serve(args.db, args.materials, study_id)
+        with db.session_scope(engine) as session:
+            people = session.execute(select(db.Participant.external_pid, db.Participant.part)
+                                     .where(db.Participant.study_id == study_id)).all()
+        real = sorted(pid for pid, _ in people if not pid.startswith("sim-"))
+        if real:
+            raise UserError(f"study {study_id!r} in {where} has {len(real)} real participant(s) (e.g. {real[0]!r}); "
+                            "simulated ones would mix with their data. Pilot on a copy: stylex study backup --db "
+                            f"{args.db} --out pilot.sqlite, then pass --db sqlite:///pilot.sqlite")
+        clash = sorted({part for pid, part in people if pid.startswith(f"sim-{args.seed}-") and part != args.part})
+        if clash:
+            raise UserError(f"the simulated participants sim-{args.seed}-NNNN of study {study_id!r} take part in "
+                            f"{clash[0]}, not {args.part}; pass another --seed")
+        paths = asset_paths(args.materials)
+
+        def load(asset_id: str) -> bytes:
+            return paths[asset_id].read_bytes()
+
+        if args.part == "forward":
+            from studies.forward import run_forward_study_participants
+
+            items, _ = db.study_items(engine, study_id)
+            if not any(item.get("part") == 3 for item in items):
+                raise UserError(f"study {study_id!r} has no Part 3 material; build it with `stylex study build "
+                                "--forward-images N` (N > 0)")
+            ids = run_forward_study_participants(engine, study_id, args.participants, load, noise=args.noise,
+                                                 seed=args.seed)
+        else:
+            from studies.simulate import Observer, run_participants
+
+            items, key = db.study_items(engine, study_id)
+            ids = run_participants(engine, study_id, items, key, args.part, args.participants,
+                                   lambda seed: Observer(load, noise=args.noise, seed=seed), seed=args.seed)
+    finally:
+        engine.dispose()
+    print(f"{len(ids)} simulated participant(s) of {args.part} in study {study_id!r} (ids sim-{args.seed}-0000 to "
+          f"sim-{args.seed}-{args.participants - 1:04d}); see them with `stylex study status --db {args.db}`, "
+          f"analyse them with `stylex study analyze --db {args.db} --out DIR`")
+
+
+@_database_errors
 def cmd_upgrade(args: argparse.Namespace) -> None:
     """Bring a study database written by an earlier version to this schema, in place (columns added, rows kept)."""
     from studies import db
@@ -327,6 +388,19 @@ def add_study_commands(commands) -> None:
     release.add_argument("--study", required=True)
     release.add_argument("--pid", required=True, help="the participant's id (PROLIFIC_PID)")
     release.set_defaults(handler=cmd_release)
+
+    simulate = sub.add_parser("simulate", help="pilot: simulated participants answer through the app's database calls "
+                                               "(refused on a study with real participants)")
+    simulate.add_argument("--db", required=True)
+    simulate.add_argument("--materials", required=True, type=Path, help="the study's materials folder (the GIFs "
+                                                                         "the simulated participants look at)")
+    simulate.add_argument("--study", help="study id (default: the database's only study)")
+    simulate.add_argument("--part", required=True, choices=("coherence", "description", "forward"))
+    simulate.add_argument("--participants", type=int, default=10, help="how many (Part 3: in all, over the groups)")
+    simulate.add_argument("--noise", type=float, default=0.1,
+                          help="SD of the noise on the observers' similarity scores (0: noise-free)")
+    simulate.add_argument("--seed", type=int, default=0, help="participants sim-SEED-NNNN; another seed adds others")
+    simulate.set_defaults(handler=cmd_simulate)
 
     upgrade = sub.add_parser("upgrade", help="bring a study database of an earlier version to this schema (stop the "
                                              "app first)")

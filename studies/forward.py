@@ -46,6 +46,7 @@ __all__ = [
     "ForwardObserver",
     "assign_group",
     "check_forward_responses",
+    "count_test_trials",
     "forward_participant_plan",
     "plan_forward_trials",
     "planted_forward_responses",
@@ -201,11 +202,17 @@ def forward_participant_plan(engine: Engine, study_id: str, participant_id: int,
     :data:`DEFAULT_TEST_TRIALS`. ``items`` and ``answer_key`` are ``db.study_items``'s."""
     images, screens, groups = forward_material(items, dict(answer_key))
     group = assign_group(db.forward_index(engine, participant_id), groups, seed=participant_seed(study_id, ""))
+    return forward_trials(plan_forward_trials(images, group, seed, screens, count_test_trials(images)))
+
+
+def count_test_trials(images: Sequence[Mapping]) -> int:
+    """How many test trials a Part 3 participant answers: as many as the test images allow with the classes
+    balanced (classes x the smallest class's images), at most :data:`DEFAULT_TEST_TRIALS`; 0 without images."""
     per_class: dict[str, int] = {}
     for image in images:
-        per_class[image["classifier_decision"]] = per_class.get(image["classifier_decision"], 0) + 1
-    n_trials = min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values()))
-    return forward_trials(plan_forward_trials(images, group, seed, screens, n_trials))
+        decision = str(image["classifier_decision"])
+        per_class[decision] = per_class.get(decision, 0) + 1
+    return min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values(), default=0))
 
 
 # ------------------------------------------------------------------------------------------------- response format

@@ -128,7 +128,7 @@ class ForwardDesign:
 def forward_design(items: Sequence[dict], answer_key: dict[str, str]) -> ForwardDesign:
     """The Part 3 design of a study's items (manifest or ``db.study_items``) with the answer key joined on."""
     from studies.design import forward_material
-    from studies.forward import DEFAULT_TEST_TRIALS
+    from studies.forward import count_test_trials
 
     images, screens, groups = forward_material(items, answer_key)
     undecided = sum(1 for image in images if image["classifier_decision"] in (None, ""))
@@ -145,8 +145,7 @@ def forward_design(items: Sequence[dict], answer_key: dict[str, str]) -> Forward
         groups=tuple(groups),
         screens_per_group={group: len(screens.get(group, ())) for group in groups},
         images_per_class=dict(sorted(per_class.items())),
-        # the app's number (studies.forward.forward_participant_plan): balanced classes, at most DEFAULT_TEST_TRIALS
-        test_trials=min(DEFAULT_TEST_TRIALS, len(per_class) * min(per_class.values())),
+        test_trials=count_test_trials(images),  # the app's number (studies.forward.forward_participant_plan)
     )
 
 

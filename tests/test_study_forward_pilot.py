@@ -7,6 +7,7 @@ learning screens do carry the classifier's rule. No torch."""
 
 import hashlib
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -51,8 +52,8 @@ def pilot(tmp_path_factory):
 
 
 def _screens(engine, participant_id: int) -> list[dict]:
-    """The participant's planned trials in order, each with its stored answers (the test reads the database; the
-    export's ``trials`` frame marks Parts 1-2 answers only)."""
+    """The participant's planned trials in order, each with its stored answers (read from the database itself, so a
+    double answer would show)."""
     with db.session_scope(engine) as session:
         trials = session.execute(select(db.Trial).where(db.Trial.participant_id == participant_id)
                                  .order_by(db.Trial.seq)).scalars().all()
@@ -228,3 +229,36 @@ def test_refused_inputs(pilot):
     db.get_or_create_participant(engine, STUDY, "sim-9-0000", "coherence", seed=1)  # Parts 1-2 use the pid pattern
     with pytest.raises(UserError, match="takes part in 'coherence', not Part 3"):
         run_forward_study_participants(engine, STUDY, 1, load, seed=9)
+
+
+def test_the_simulate_command_pilots_a_study(tmp_path, monkeypatch, capsys):
+    """`stylex study simulate`: Part 3 and Part 1 pilots into one study, read back by `study status` and analysed
+    by `study analyze`; refused when the study has a real participant (nothing added) or the seed's simulated
+    participants belong to another part."""
+    from stylex.cli import main
+
+    _manifest, _decisions, engine = forward_study(tmp_path, monkeypatch)
+    url, materials = str(engine.url), str(tmp_path / "materials")
+    command = ["study", "simulate", "--db", url, "--materials", materials]
+    assert main([*command, "--part", "forward", "--participants", str(len(GROUPS))]) == 0
+    assert f"{len(GROUPS)} simulated participant(s) of forward" in capsys.readouterr().out
+    assert main([*command, "--part", "coherence", "--participants", "2"]) == 2  # sim-0-* are Part 3 participants
+    assert "take part in forward, not coherence; pass another --seed" in capsys.readouterr().err
+    assert main([*command, "--part", "coherence", "--participants", "2", "--seed", "1"]) == 0
+    capsys.readouterr()
+
+    assert main(["study", "status", "--db", url]) == 0
+    out = capsys.readouterr().out
+    for group in GROUPS:  # one complete block: every group once, completed
+        assert re.search(rf"{group}\s+1\s+1\s+1\s+0\s+{N_LEARN}\s+{N_TEST}\s+{N_TEST}\n", out), group
+    assert re.search(r"coherence\s+2\s+2\s+0\s+0\s+2\s+0\n", out)
+    assert main(["study", "analyze", "--db", url, "--out", str(tmp_path / "analysis")]) == 0
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert [row["group"] for row in analysis["forward"]["accuracy"]] == GROUPS
+
+    db.get_or_create_participant(engine, STUDY, "PROLIFIC123", "coherence", seed=1)  # a real person arrives
+    before = len(db.export_frames(engine)["participants"])
+    assert main([*command, "--part", "forward", "--participants", "1", "--seed", "2"]) == 2
+    assert "has 1 real participant(s) (e.g. 'PROLIFIC123')" in capsys.readouterr().err
+    assert len(db.export_frames(engine)["participants"]) == before
+    db.dispose_engines()
