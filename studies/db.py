@@ -100,7 +100,8 @@ def add_study(engine: Engine, study_id: str, name: str, manifest_sha256: str, as
         session.add(Study(id=study_id, name=name, created_at=utcnow(), manifest_sha256=manifest_sha256))
         session.flush()
         if rows:
-            session.execute(sqlite_insert(Asset).values(rows).on_conflict_do_nothing(index_elements=["asset_id"]))
+            session.execute(sqlite_insert(Asset).values(rows)
+                            .on_conflict_do_nothing(index_elements=["asset_id", "study_id"]))
         return True
 
 
@@ -404,7 +405,7 @@ def add_items(engine: Engine, study_id: str, items: list[dict], answer_key: dict
         if not rows:
             return 0
         result = session.execute(sqlite_insert(StudyItem).values(rows)
-                                 .on_conflict_do_nothing(index_elements=["item_id"]))
+                                 .on_conflict_do_nothing(index_elements=["item_id", "study_id"]))
         return max(result.rowcount, 0)
 
 

@@ -140,9 +140,9 @@ def version_mismatch(path: str | os.PathLike | None, versions: list[int]) -> str
             "(export it and start a new database to move on)")
 
 
-UPGRADABLE = frozenset(range(min(ADDED_COLUMNS, default=SCHEMA_VERSION) - 1, SCHEMA_VERSION))
+UPGRADABLE = frozenset(range(min([*ADDED_COLUMNS, *REBUILT_TABLES], default=SCHEMA_VERSION) - 1, SCHEMA_VERSION))
 """The versions :func:`upgrade_schema` can bring to ``SCHEMA_VERSION``: every one from the first that
-``ADDED_COLUMNS`` describes the step from."""
+``ADDED_COLUMNS`` or ``REBUILT_TABLES`` describes the step from."""
 
 
 def upgrade_schema(url: str | URL) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump when a table changes, and say in ``ADDED_COLUMNS`` what the new version adds: files written with an older
 version are upgraded in place by :func:`studies.engines.upgrade_schema`, files of any other version are refused."""
 
@@ -32,6 +32,9 @@ ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
 REBUILT_TABLES: dict[int, tuple[str, ...]] = {
     # version 3: Part 3 widened the CHECKs of participant.part ('forward'), trial.kind ('learn') and study_item.part (3)
     3: ("participant", "trial", "study_item"),
+    # version 4: assets and items keyed per study (their ids were unique over the whole file, so a second study from
+    # the same materials could not register its GIFs and items)
+    4: ("asset", "study_item"),
 }
 """{version: tables whose constraints that version changed}. SQLite cannot alter a constraint in place, so an upgrade
 rebuilds these tables with this code's definition and copies every row (:func:`studies.engines.upgrade_schema`)."""
@@ -91,14 +94,16 @@ class Study(Base):
 
 
 class Asset(Base):
-    """A GIF in the materials folder. ``asset_id`` is opaque (content-hash based) so a URL reveals nothing; the
-    method/domain/attribute columns are for the analysis side only."""
+    """A GIF in the materials folder of one study. ``asset_id`` is opaque (content-hash based) so a URL reveals
+    nothing; the method/domain/attribute columns are for the analysis side only. Keyed per study: two studies built
+    from the same run (a pilot and the main study, say) share GIF files and so asset ids."""
 
     __tablename__ = "asset"
+    __table_args__ = (UniqueConstraint("study_id", "sha256", name="uq_asset_study_sha256"),)
 
     asset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), primary_key=True, index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
     relpath: Mapped[str] = mapped_column(Text)
     method: Mapped[str | None] = mapped_column(Text)
     domain: Mapped[str | None] = mapped_column(Text)
@@ -210,8 +215,9 @@ class Event(Base):
 
 
 class StudyItem(ItemColumns, Base):
-    """An item of the study's materials (one manifest item). ``correct_option`` is the Part 1 answer key: it lives
-    here and in ``trial`` only, and ``study_items`` returns it separately from the items."""
+    """An item of the study's materials (one manifest item), keyed per study like assets (two studies from the same
+    materials share item ids). ``correct_option`` is the Part 1 answer key: it lives here and in ``trial`` only,
+    and ``study_items`` returns it separately from the items."""
 
     __tablename__ = "study_item"
     __table_args__ = (
@@ -220,7 +226,7 @@ class StudyItem(ItemColumns, Base):
     )
 
     item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), index=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"), primary_key=True, index=True)  # version 4
     part: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
 

@@ -423,6 +423,38 @@ def test_version_2_database_runs_part3_after_upgrade(tmp_path, monkeypatch):
     db.dispose_engines()
 
 
+def test_two_studies_from_the_same_materials_share_a_database_after_upgrade(study, tmp_path, monkeypatch):
+    """Schema version 4 keys assets per study. A version 3 file had one global asset id (the content hash), so a
+    second study built from the same run into the same database (a pilot, then the main study) could not register
+    its GIFs, and its items (ids from the same seed) were dropped as duplicates; after the upgrade both studies run
+    side by side."""
+    from studies.manifest import load_study
+
+    url, key, _manifest, _engine = study
+    first = _consent(_app("first"))
+    _choose(first, "A")
+    trial = _current_trial_id(first)
+    db.dispose_engines()
+    path = db.database_path(url)
+    _as_old_version(path, 3)
+
+    assert main(["study", "upgrade", "--db", url]) == 0
+    engine = db.get_engine(url)
+    assert load_study(engine, tmp_path / "materials", key, study_id="main") == "main"
+    assets = db.export_frames(engine)["assets"]
+    assert set(assets[assets["study_id"] == "main"]["asset_id"]) == set(assets[assets["study_id"] == STUDY]["asset_id"])
+    assert db.study_items(engine, "main") == db.study_items(engine, STUDY)
+    monkeypatch.setenv("STYLEX_STUDY_ID", "main")
+    st.cache_resource.clear()
+    second = _choose(_consent(_app("second")), "A")
+    assert not second.exception and db.find_participant(engine, "main", "second")["status"] == "in_progress"
+
+    monkeypatch.setenv("STYLEX_STUDY_ID", STUDY)
+    st.cache_resource.clear()
+    back = _reload(first)  # the first study's participant, in its own browser, goes on where it stopped
+    assert not back.error and _current_trial_id(back) == trial
+
+
 def test_upgrade_refuses_a_file_with_dangling_references_and_changes_nothing(study):
     """The rebuild switches foreign keys off and checks them over the whole file before it commits: a trial whose
     participant is gone (a file edited by hand) stops the upgrade, and the file's tables and rows stay as they were."""
