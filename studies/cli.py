@@ -137,7 +137,7 @@ def cmd_backup(args: argparse.Namespace) -> None:
 @_database_errors
 def cmd_analyze(args: argparse.Namespace) -> None:
     from studies import analysis
-    from studies.plan import find_plan, no_plan_note
+    from studies.plan_file import find_plan, no_plan_note
 
     # the plan is looked up before anything is read or written, so a mistyped --plan stops the command cleanly
     plan = find_plan(args.plan, args.materials)
@@ -185,15 +185,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from studies.plan import (
         DEFAULT_EFFECT,
         DEFAULT_FORWARD_EFFECT,
-        PLAN_NAME,
-        check_plan_target,
         parse_effect,
         parse_forward_effect,
         parse_grid,
         plan_text,
         study_design,
-        write_plan,
     )
+    from studies.plan_file import PLAN_NAME, check_plan_target, write_plan
 
     effects = [parse_effect(text) for text in (args.effect or [DEFAULT_EFFECT])]
     forward_effects = [parse_forward_effect(text) for text in (args.forward_effect or [DEFAULT_FORWARD_EFFECT])]

@@ -16,7 +16,7 @@ from test_study_app import METHODS, STUDY
 from test_study_cli import simulated_study
 from test_study_forward_app import CLASSES, N_STILLS, forward_materials
 
-from studies import db, plan
+from studies import db, plan, plan_file
 from studies.design import participant_seed
 from studies.forward import CONTROL, forward_participant_plan
 from studies.forward_analysis import forward_power
@@ -78,7 +78,7 @@ def _printed_hash(out: str) -> str:
 def _write_plan(folder: Path, capsys, *extra: str) -> tuple[Path, str]:
     assert main(["study", "plan", "--materials", str(folder), "--study", STUDY, *FAST, *extra]) == 0
     out = capsys.readouterr().out
-    target = Path(extra[extra.index("--out") + 1]) if "--out" in extra else folder / plan.PLAN_NAME
+    target = Path(extra[extra.index("--out") + 1]) if "--out" in extra else folder / plan_file.PLAN_NAME
     assert f"wrote {target}" in out
     return target, _printed_hash(out)
 
@@ -87,8 +87,8 @@ def test_plan_then_analyze_print_the_same_hash(study, tmp_path, capsys):
     folder, url = study
     target, printed = _write_plan(folder, capsys, "--out", str(tmp_path / "preregistration.md"))
     data = target.read_bytes()
-    split = data.rindex(plan.HASH_LINE_PREFIX.encode())
-    assert data[split:].decode() == f"{plan.HASH_LINE_PREFIX}{printed}\n"  # the last line records the hash ...
+    split = data.rindex(plan_file.HASH_LINE_PREFIX.encode())
+    assert data[split:].decode() == f"{plan_file.HASH_LINE_PREFIX}{printed}\n"  # the last line records the hash ...
     assert hashlib.sha256(data[:split]).hexdigest() == printed  # ... of every byte above it
 
     assert main(["study", "analyze", "--db", url, "--out", str(tmp_path / "analysis"), "--plan", str(target)]) == 0
@@ -150,7 +150,7 @@ def test_analyze_finds_the_plan_next_to_the_materials(study, tmp_path, capsys):
         assert main(["study", "analyze", "--db", url, "--out", str(tmp_path / "b"), "--materials",
                      str(folder)]) == 0
         out = capsys.readouterr().out
-        changed = plan.read_plan(target).sha256
+        changed = plan_file.read_plan(target).sha256
         assert changed != printed
         assert (f"plan followed: {target} (SHA-256 {changed}); WARNING: the plan was changed after it was written, "
                 f"its last line records SHA-256 {printed}") in out
@@ -161,9 +161,9 @@ def test_analyze_finds_the_plan_next_to_the_materials(study, tmp_path, capsys):
 
 def test_analyze_without_a_plan_says_so(study, tmp_path, capsys):
     folder, url = study
-    assert not (folder / plan.PLAN_NAME).exists()
+    assert not (folder / plan_file.PLAN_NAME).exists()
     for extra, where in (([], "no --plan or --materials given"),
-                         (["--materials", str(folder)], f"none at {folder / plan.PLAN_NAME}")):
+                         (["--materials", str(folder)], f"none at {folder / plan_file.PLAN_NAME}")):
         out_dir = tmp_path / str(len(extra))
         assert main(["study", "analyze", "--db", url, "--out", str(out_dir), *extra]) == 0
         out = capsys.readouterr().out
@@ -175,7 +175,7 @@ def test_analyze_without_a_plan_says_so(study, tmp_path, capsys):
 def test_a_plan_without_a_hash_line(tmp_path):
     hand_written = tmp_path / "plan.md"
     hand_written.write_text("# My plan\n\nAnalyse everything.\n", encoding="utf-8")
-    record = plan.read_plan(hand_written)
+    record = plan_file.read_plan(hand_written)
     assert record.sha256 == hashlib.sha256(hand_written.read_bytes()).hexdigest()
     assert record.recorded_sha256 is None and not record.matches
     assert "records no hash of its own" in record.summary()
@@ -220,7 +220,7 @@ def test_the_plan_of_a_study_with_part3(forward_study, tmp_path, capsys):
     assert planned == [6, 12]  # so the plan must take the larger of the two
     assert ("Planned N for Part 3: 12 participants per group (the largest of the numbers above, so that every "
             "stated effect reaches power 0.8), 12 x 3 groups = 36 participants in all") in part3
-    assert text.endswith(f"{plan.HASH_LINE_PREFIX}{printed}\n")
+    assert text.endswith(f"{plan_file.HASH_LINE_PREFIX}{printed}\n")
 
 
 def test_part3_plan_then_analyze_print_the_same_hash(forward_study, tmp_path, capsys):
