@@ -1,5 +1,6 @@
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -143,11 +144,17 @@ def test_compute_effects_equals_full_regeneration(tiny):
     model, styles, stats = tiny
     # a batch size that does not divide the layers, so batches mix images and layers end mid-batch
     fast = compute_effects(model, styles, stats, shift_size=1.0, chunk_images=2, max_batch=37, progress=False)
-    slow = reference_effects(model, styles, stats, shift_size=1.0, images=[0, 3])
-    assert fast.effect.shape == (5, 2, model.generator.layout.conv_dim, 2)
+    layout = model.generator.layout
+    # the naive loop costs one generator pass per edit: check every layer's first and last channel and a seeded
+    # sample of the others (the batched computation above covered all, so batch boundaries still mix layers)
+    ends = {k for layer in layout.conv_layers for k in (layer.conv_offset, layer.conv_offset + layer.dim - 1)}
+    rest = sorted(set(range(layout.conv_dim)) - ends)
+    coordinates = sorted(ends | set(random.Random(0).sample(rest, min(len(rest), 40))))
+    slow = reference_effects(model, styles, stats, shift_size=1.0, images=[0, 3], coordinates=coordinates)
+    assert fast.effect.shape == (5, 2, layout.conv_dim, 2)
     assert slow.abs().max() > 1e-3, "the tiny model's effects are too small for a meaningful comparison"
     # fp32 batched vs batch-1 convolutions differ in summation order only: ~1e-5 on logits of size ~1
-    torch.testing.assert_close(fast.effect[[0, 3]], slow, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(fast.effect[[0, 3]][:, :, coordinates], slow, rtol=1e-3, atol=1e-4)
     baseline = model.classifier(model.generator.synthesize([s.float() for s in styles])[0])
     torch.testing.assert_close(fast.baseline, baseline, rtol=1e-4, atol=1e-5)
     assert fast.effect.dtype == torch.float32 and fast.meta["edit_batch"] == 37
