@@ -109,16 +109,17 @@ def test_no_cst_builds_an_unconditional_generator(tmp_path):
 
 
 def test_reconstruction_loss_goes_down(tmp_path):
-    config = load_config("tiny", ["train.steps=200", "train.log_every=1", "train.checkpoint_every=1000",
+    config = load_config("tiny", ["train.steps=120", "train.log_every=1", "train.checkpoint_every=1000",
                                   "train.lpips=off", "train.r1_interval=16", "train.pl_interval=4",
-                                  "train.eval_images=8", "train.warmup_steps=100", "train.adv_ramp_steps=50"])
+                                  "train.eval_images=8", "train.warmup_steps=60", "train.adv_ramp_steps=30"])
     train_stylex(config, tmp_path, tiny_classifier())
     rows = read_log(tmp_path)
 
     def mean_l1(selected):
         return sum(r["l1"] for r in selected) / len(selected)
 
-    first, end_of_warmup, last = mean_l1(rows[:5]), mean_l1(rows[80:100]), mean_l1(rows[-20:])
+    # measured: about 0.61 at the start, 0.22 at the end of the warm-up, 0.25 over the last steps
+    first, end_of_warmup, last = mean_l1(rows[:5]), mean_l1(rows[48:60]), mean_l1(rows[-12:])
     assert end_of_warmup < 0.7 * first, (first, end_of_warmup)
     assert last < 0.7 * first, (first, last)  # still well below the start once the full objective is on
 
