@@ -76,10 +76,12 @@ def _serve(tmp_path, settings: dict[str, str], materials=synthetic_materials):
                 process.kill()
                 pytest.fail("streamlit did not start within 60 s")
             time.sleep(0.3)
-    yield base, engine
-    process.terminate()
-    process.wait(timeout=20)
-    db.dispose_engines()
+    try:
+        yield base, engine
+    finally:  # also when the generator is closed early (GeneratorExit at the yield): never leave a server behind
+        process.terminate()
+        process.wait(timeout=20)
+        db.dispose_engines()
 
 
 def screen_number(page) -> int:
