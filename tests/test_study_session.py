@@ -322,14 +322,21 @@ def _table_info(path) -> dict[str, list]:
     return info
 
 
-def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
-    url, _key, _manifest, _engine = study
-    at = _consent(_app("oldtimer"))
+def _mid_study_in_an_old_file(url: str, pid: str, version: int):
+    """A participant ``pid`` who answered the first screen, then the database turned into a file of ``version``:
+    (the participant's browser, the trial on its screen, the database path)."""
+    at = _consent(_app(pid))
     _choose(at, "A")
     trial = _current_trial_id(at)
     db.dispose_engines()
     path = db.database_path(url)
-    _as_old_version(path, 1)
+    _as_old_version(path, version)
+    return at, trial, path
+
+
+def test_version_1_database_is_upgraded_in_place(study, tmp_path, capsys):
+    url, _key, _manifest, _engine = study
+    _at, trial, path = _mid_study_in_an_old_file(url, "oldtimer", 1)
     with sqlite3.connect(path) as conn:
         before = {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
                   for table in ("participant", "trial", "response", "event", "study_item")}
@@ -431,12 +438,7 @@ def test_two_studies_from_the_same_materials_share_a_database_after_upgrade(stud
     from studies.manifest import load_study
 
     url, key, _manifest, _engine = study
-    first = _consent(_app("first"))
-    _choose(first, "A")
-    trial = _current_trial_id(first)
-    db.dispose_engines()
-    path = db.database_path(url)
-    _as_old_version(path, 3)
+    first, trial, _path = _mid_study_in_an_old_file(url, "first", 3)
 
     assert main(["study", "upgrade", "--db", url]) == 0
     engine = db.get_engine(url)
