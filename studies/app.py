@@ -471,12 +471,10 @@ def main() -> None:
             code = db.finish(engine, participant["id"], _completion_code)
         except UserError:
             _fail("The study could not be completed. Please contact the researchers.")
-        db.log_event(engine, "completed", participant["id"])
         _debrief_page(code)
         return
-    # Instructions, then the comprehension check, until it is passed; a participant whose first trial was already
-    # shown (one from before the check existed) goes on with the trials.
-    if trial["n_done"] == 0 and trial["shown_at"] is None and participant["comprehension_passed_at"] is None:
+    # Instructions, then the comprehension check, until it is passed
+    if db.awaits_comprehension(participant, trial):
         # a Part 3 plan starts with its learning screens, if it has any (a control group may have none)
         task = task_key(part, learning_screens=trial["kind"] == "learn")
         if st.session_state.get(f"instructed-{pid}"):

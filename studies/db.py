@@ -69,15 +69,15 @@ from stylex.errors import UserError
 
 __all__ = [
     "ASSETS_PER_TRIAL", "BUSY_TIMEOUT_MS", "FORMULA_PREFIXES", "ITEM_KINDS", "MAX_PID_CHARS", "MAX_TEXT_CHARS",
-    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "SCREEN_OUT_REASONS", "STATUSES", "TRIAL_KINDS", "Asset",
-    "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial", "add_items",
-    "add_study", "add_trials", "attention_failures", "backup", "bind_session", "check_database_file", "check_schema",
-    "count_trials", "create_schema", "csv_safe", "database_path", "dispose_engines", "export_frames",
-    "find_participant", "finish", "forward_classes", "forward_index", "forward_responses", "get_engine",
-    "get_or_create_participant", "get_participant", "is_answered", "log_event", "make_engine", "mark_shown",
-    "next_trial", "open_readonly", "record_choice", "record_comprehension", "record_description", "record_prediction",
-    "release_session", "response_correct", "screen_out_on_attention", "session_matches", "session_scope",
-    "study_exists", "study_items", "upgrade_schema", "utcnow",
+    "OPTIONS", "PARTS", "RESPONSE_COLUMNS", "SCHEMA_VERSION", "SCREEN_OUT_REASONS", "STATUSES", "TRIAL_KINDS",
+    "Asset", "Base", "Event", "Participant", "Response", "SchemaVersion", "Study", "StudyItem", "Trial", "add_items",
+    "add_study", "add_trials", "attention_failures", "awaits_comprehension", "backup", "bind_session",
+    "check_database_file", "check_schema", "count_trials", "create_schema", "csv_safe", "database_path",
+    "dispose_engines", "export_frames", "find_participant", "finish", "forward_classes", "forward_index",
+    "forward_responses", "get_engine", "get_or_create_participant", "get_participant", "is_answered", "log_event",
+    "make_engine", "mark_shown", "next_trial", "open_readonly", "record_choice", "record_comprehension",
+    "record_description", "record_prediction", "release_session", "response_correct", "screen_out_on_attention",
+    "session_matches", "session_scope", "study_exists", "study_items", "upgrade_schema", "utcnow",
 ]
 
 ASSETS_PER_TRIAL = 4
@@ -329,7 +329,8 @@ def _record(engine: Engine, trial_id: int, part: str, values: dict) -> bool:
 
 
 def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str]) -> str:
-    """Issue the completion code exactly once and return it; later calls return the stored code.
+    """Issue the completion code exactly once and return it; later calls return the stored code. The call that
+    issues it logs the 'completed' event in the same transaction, so the audit log has one per participant.
 
     Refused while trials are unanswered, so a code always means a full run."""
     with session_scope(engine) as session:
@@ -352,7 +353,16 @@ def finish(engine: Engine, participant_id: int, code_factory: Callable[[], str])
         participant.completion_code = code
         participant.status = "completed"
         participant.completed_at = utcnow()
+        _add_event(session, "completed", participant_id)
         return code
+
+
+def awaits_comprehension(participant: dict, trial: dict | None) -> bool:
+    """Whether the app shows the instructions and the comprehension check before ``trial`` (``next_trial``'s): the
+    plan's first screen, not shown yet, and the check not passed. A participant whose first screen was already shown
+    (one from before the check existed) goes on with the trials."""
+    return (trial is not None and trial["n_done"] == 0 and trial["shown_at"] is None
+            and participant["comprehension_passed_at"] is None)
 
 
 def log_event(engine: Engine, kind: str, participant_id: int | None = None, detail: dict | None = None) -> None:

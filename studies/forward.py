@@ -501,8 +501,7 @@ def run_forward_study_participants(engine: Engine, study_id: str, n: int, load_a
             if db.add_trials(engine, participant_id, plan):
                 db.log_event(engine, "consent", participant_id, {"part": "forward", "trials": len(plan)})
         trial = db.next_trial(engine, participant_id)
-        if trial is not None and trial["n_done"] == 0 and trial["shown_at"] is None \
-                and participant["comprehension_passed_at"] is None:  # the app asks before the first screen
+        if db.awaits_comprehension(participant, trial):
             db.record_comprehension(engine, participant_id, participant["comprehension_tries"] + 1, [], None)
         observer = ForwardObserver(load_asset, noise=noise, seed=participant["seed"])
         screens = _learning_screens_seen(engine, participant_id)  # none for a new participant
@@ -522,5 +521,4 @@ def run_forward_study_participants(engine: Engine, study_id: str, n: int, load_a
             trial = db.next_trial(engine, participant_id)
         if trial is None:
             db.finish(engine, participant_id, lambda participant_id=participant_id: f"SIM-{participant_id:06d}")
-            db.log_event(engine, "completed", participant_id)
     return ids

@@ -189,9 +189,7 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
         plan = plan_trials(items, part, stored_seed, answer_key if part == "coherence" else None)
         if db.add_trials(engine, pid, plan):
             db.log_event(engine, "consent", pid, {"part": part, "trials": len(plan)})
-        trial = db.next_trial(engine, pid)
-        if trial is not None and trial["n_done"] == 0 and trial["shown_at"] is None \
-                and participant["comprehension_passed_at"] is None:  # the app asks before the first trial
+        if db.awaits_comprehension(participant, db.next_trial(engine, pid)):
             db.record_comprehension(engine, pid, participant["comprehension_tries"] + 1, [], None)
         observer = observer_factory(stored_seed)
         if load_asset is not None:
@@ -203,9 +201,7 @@ def run_participants(engine: Engine, study_id: str, items: Sequence[dict], answe
             else:
                 text = observer.describe(trial["assets"])
                 db.record_description(engine, trial["trial_id"], text)  # normalised by the db layer
-        if db.get_participant(engine, pid)["status"] != "completed":
-            db.finish(engine, pid, lambda pid=pid: f"SIM-{pid:06d}")
-            db.log_event(engine, "completed", pid)
+        db.finish(engine, pid, lambda pid=pid: f"SIM-{pid:06d}")
         ids.append(pid)
     return ids
 
